@@ -1,0 +1,36 @@
+# lwadapter: every target states what it makes. `make help` lists them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help setup reproduce reproduce-amazon notebooks test unit paper clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
+
+setup: $(STAMP)  ## .venv with the pinned set (torch==2.13.0 pinned in the same install)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[test]"
+	touch $@
+
+reproduce: setup  ## run notebooks 01.. on MovieLens-100K with papermill -> results/, paper/figures/, results/executed/
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner
+
+reproduce-amazon: setup  ## the same on Amazon Electronics (notebooks/params/amazon.yaml; data from ../shared)
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/amazon.yaml
+
+notebooks: setup  ## re-execute the committed notebooks in place (refreshes their stored outputs)
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --inplace
+
+test: setup  ## unit tests + strict nbval of every committed notebook (what CI runs)
+	TQDM_DISABLE=1 $(BIN)/python -m pytest
+
+unit: setup  ## unit tests only (fast)
+	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
+
+clean:  ## remove executed notebooks and the model cache (keeps data/raw)
+	rm -rf results/executed data/cache data/processed

@@ -1,0 +1,99 @@
+"""Build or load decoder-only Hugging Face recommenders and reach their decoder layers."""
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, Qwen3Config
+
+ARCHS = {"llama": LlamaConfig, "qwen3": Qwen3Config}
+N_SPECIAL = 2  # <pad>=0, <bos>=1 in models built from a config
+
+
+def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int = 64, heads: int = 4,
+                      kv_heads: int = 2, max_len: int = 50, intermediate: int | None = None):
+    """A from-scratch LlamaForCausalLM / Qwen3ForCausalLM whose vocabulary is the items plus special tokens."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}: choose one of {sorted(ARCHS)}")
+    config = ARCHS[arch](
+        vocab_size=n_items + N_SPECIAL,
+        hidden_size=hidden,
+        intermediate_size=intermediate or 4 * hidden,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=max_len + 1,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        tie_word_embeddings=False,
+    )
+    config.item_token_offset = N_SPECIAL
+    config.num_items = n_items
+    config.max_history = max_len
+    return AutoModelForCausalLM.from_config(config)
+
+
+def recommender_from_spec(spec: dict, n_items: int):
+    """build_recommender(**spec), or load_pretrained_recommender when the spec names a checkpoint `path`."""
+    spec = dict(spec)
+    if "path" in spec:
+        return load_pretrained_recommender(spec.pop("path"), n_items, **spec)
+    return build_recommender(n_items=n_items, **spec)
+
+
+def _first_id(token_id):
+    """A config's special-token id, which some checkpoints store as a list (e.g. several EOS ids)."""
+    return token_id[0] if isinstance(token_id, (list, tuple)) and token_id else token_id
+
+
+def load_pretrained_recommender(path, n_items: int, max_len: int = 50, **from_pretrained_kwargs):
+    """A local Hugging Face causal-LM checkpoint (Llama-3, Qwen3, ...) turned into an item recommender.
+
+    Appends `n_items` item tokens after its existing vocabulary (resize_token_embeddings, mean-initialised), so
+    token `config.item_token_offset + i` is item i, and sets `num_items` and `max_history`. BOS is the
+    checkpoint's BOS, else its EOS, else a new token appended after the items; PAD is its PAD, else EOS, else
+    BOS (padding is masked out). Extra keyword arguments go to AutoModelForCausalLM.from_pretrained.
+    """
+    model = AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+    cfg = model.config
+    offset = model.get_input_embeddings().num_embeddings
+    bos = _first_id(cfg.bos_token_id)
+    eos = _first_id(cfg.eos_token_id)
+    bos = bos if bos is not None else eos
+    new_tokens = n_items + (bos is None)
+    if bos is None:
+        bos = offset + n_items
+    pad = _first_id(cfg.pad_token_id)
+    model.resize_token_embeddings(offset + new_tokens)
+    cfg.item_token_offset = offset
+    cfg.num_items = n_items
+    cfg.max_history = max_len
+    cfg.bos_token_id = bos
+    cfg.pad_token_id = pad if pad is not None else (eos if eos is not None else bos)
+    return model
+
+
+def decoder_layers(model) -> nn.ModuleList:
+    """The decoder blocks of any model that keeps them in `model.model.layers` (Llama, Mistral, Qwen2/3, ...)."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    inner = getattr(base, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(
+            f"{type(base).__name__} does not keep its decoder blocks in `model.model.layers`; "
+            "lwadapter supports decoder-only models laid out like Llama, Mistral, Qwen2 and Qwen3"
+        )
+    return layers
+
+
+def item_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Logits over items only (B, T, n_items), dropping special and text tokens."""
+    cfg = model.config
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    return logits[..., cfg.item_token_offset: cfg.item_token_offset + cfg.num_items]
+
+
+def special_tokens(model) -> tuple[int, int, int]:
+    """(item offset, BOS id, PAD id) of a recommender."""
+    cfg = model.config
+    return cfg.item_token_offset, cfg.bos_token_id, cfg.pad_token_id

@@ -1,0 +1,89 @@
+"""Per-user item sequences (the contract between data preparation and every model step) and their batches.
+
+Token layout of every recommender in this repository: token `config.item_token_offset + i` is item `i`; a
+sequence starts with the BOS token, so the first position already predicts the first item. Labels are item
+indices (0 .. n_items-1), -100 where there is nothing to predict.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass
+class SequenceData:
+    """A prepared dataset: users' chronological training items plus one validation and one test item each."""
+
+    name: str
+    item_ids: list[str]
+    user_ids: list[str]
+    train: list[list[int]]
+    valid: list[int]
+    test: list[int]
+    item_titles: list[str] = field(default_factory=list)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def histories(self, split: str) -> tuple[list[list[int]], list[int]]:
+        """(history, target) per user: validation sees the training items, test also sees the validation item."""
+        if split == "valid":
+            return [list(t) for t in self.train], list(self.valid)
+        if split == "test":
+            return [list(t) + [v] for t, v in zip(self.train, self.valid)], list(self.test)
+        raise ValueError(f"unknown split {split!r}: use 'valid' or 'test'")
+
+    def save(self, path: Path) -> None:
+        from lwadapter.results import atomic_write_text
+
+        atomic_write_text(path, json.dumps(asdict(self), separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: Path) -> "SequenceData":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run notebooks/01_data_preparation.ipynb first")
+        return cls(**json.loads(path.read_text()))
+
+
+def training_examples(data: SequenceData, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """One (input items, label items) pair per user: the last max_len training items, shifted by one."""
+    examples = []
+    for items in data.train:
+        items = items[-max_len:]
+        if items:
+            examples.append((items[:-1], items))
+    return examples
+
+
+def collate(examples, offset: int, bos: int, pad: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch: input_ids = [BOS, items...] as tokens, labels = next items (IGNORE on padding)."""
+    width = max(len(lab) for _, lab in examples)
+    n = len(examples)
+    input_ids = torch.full((n, width), pad, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    labels = torch.full((n, width), IGNORE, dtype=torch.long)
+    for row, (inp, lab) in enumerate(examples):
+        tokens = [bos] + [offset + i for i in inp]
+        input_ids[row, : len(tokens)] = torch.tensor(tokens)
+        attention_mask[row, : len(tokens)] = 1
+        labels[row, : len(lab)] = torch.tensor(lab)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def history_examples(histories: list[list[int]], targets: list[int], max_len: int):
+    """Evaluation examples: the last max_len-1 history items as input, the target as the final label."""
+    out = []
+    for hist, target in zip(histories, targets):
+        hist = hist[-(max_len - 1):] if max_len > 1 else []
+        out.append((hist, [IGNORE] * len(hist) + [target]))
+    return out

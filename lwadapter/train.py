@@ -1,0 +1,150 @@
+"""Training shared by base models, controls and healing; the recommendation loss every step scores with."""
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM
+
+import lwadapter
+from lwadapter import runtime
+from lwadapter.models import item_logits, recommender_from_spec, special_tokens
+from lwadapter.results import content_hash, provenance, sha256_file, write_csv, write_json
+from lwadapter.sequences import IGNORE, SequenceData, collate, training_examples
+
+CODE_FILES = ("models.py", "sequences.py", "train.py", "metrics.py", "evaluate.py")
+
+
+def next_item_loss(model, batch, reduction: str = "mean"):
+    """Next-item cross-entropy over item logits at every labelled position (reduction 'mean', 'sum' or 'none')."""
+    logits = item_logits(model, batch["input_ids"], batch["attention_mask"])
+    return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE, reduction=reduction)
+
+
+def train_recommender(model, data: SequenceData, max_len: int | None = None, epochs: int = 20,
+                      batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 3,
+                      seed: int = 0, eval_every: int = 1, loss_fn=next_item_loss, clip: float = 1.0,
+                      desc: str = "train") -> pd.DataFrame:
+    """Train with AdamW on shuffled, seeded batches of `training_examples(data, max_len)`.
+
+    Only parameters with requires_grad are optimised, with `loss_fn(model, batch)` (default: next-item
+    cross-entropy at every position) and gradient-norm clipping at `clip`. Every `eval_every` epochs (and after
+    the last) the validation NDCG@10 is measured; training stops after `patience` evaluations without
+    improvement and the best weights are restored. max_len defaults to the model's config.max_history.
+    Returns the learning curve: epoch, train_loss, valid_ndcg@10 (NaN on epochs without evaluation).
+    """
+    from lwadapter.evaluate import evaluate_model, history_window
+
+    runtime.set_seed(seed)
+    examples = training_examples(data, max_len or history_window(model))
+    if not examples:
+        raise ValueError(f"dataset {data.name!r} has no training sequences")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no parameter requires grad: unfreeze the ones to train")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    tokens = special_tokens(model)
+    rows, best, best_state, stale = [], float("-inf"), None, 0
+    bar = tqdm(range(1, epochs + 1), desc=desc)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        losses = []
+        for start in range(0, len(order), batch_size):
+            batch = collate([examples[i] for i in order[start:start + batch_size]], *tokens)
+            loss = loss_fn(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+            losses.append(loss.item())
+        row = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "valid_ndcg@10": float("nan")}
+        if epoch % eval_every == 0 or epoch == epochs:
+            row["valid_ndcg@10"] = evaluate_model(model, data, split="valid")["ndcg@10"].mean()
+            if row["valid_ndcg@10"] > best:
+                best, stale = row["valid_ndcg@10"], 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", ndcg10=f"{best:.4f}")
+        if stale >= patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------- cached checkpoints
+
+@dataclass
+class Trained:
+    """A trained (or cache-loaded) recommender with its learning curve and training time."""
+
+    model: torch.nn.Module
+    history: pd.DataFrame
+    train_seconds: float
+    path: Path
+
+    @property
+    def epochs(self) -> int:
+        """Epochs actually run (early stopping included)."""
+        return len(self.history)
+
+
+def data_checksum(data: SequenceData) -> str:
+    return content_hash(asdict(data))
+
+
+def code_version() -> str:
+    """Package version plus a hash of the modules that determine a trained model."""
+    src = Path(lwadapter.__file__).parent
+    return f"{lwadapter.__version__}+{content_hash([sha256_file(src / f) for f in CODE_FILES])}"
+
+
+def checkpoint_dir(name: str, data: SequenceData, model: dict, train: dict, seed: int) -> Path:
+    """runtime.CACHE_DIR/models/<dataset>/<name>-<hash of model spec, training spec, seed, data, code>."""
+    key = content_hash({"model": model, "train": train, "seed": seed, "data": data_checksum(data),
+                        "code": code_version()})
+    return runtime.CACHE_DIR / "models" / data.name / f"{name}-{key}"
+
+
+def load_trained(path: Path) -> Trained:
+    """A checkpoint written by train_or_load: safetensors weights, history.csv and meta.json."""
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return Trained(model, pd.read_csv(path / "history.csv"), meta["train_seconds"], path)
+
+
+def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed: int = 0,
+                  force: bool = False) -> Trained:
+    """Train `recommender_from_spec(model, data.n_items)` with `train_recommender(**train)`, or reuse the cached
+    checkpoint when model spec, training spec, seed, data checksum and code version are unchanged (`force`
+    retrains). Both routes return what is read back from the checkpoint, so their outputs are identical.
+    """
+    path = checkpoint_dir(name, data, model, train, seed)
+    if force or not (path / "meta.json").exists():
+        runtime.set_seed(seed)
+        net = recommender_from_spec(model, data.n_items)
+        start = time.perf_counter()
+        history = train_recommender(net, data, seed=seed, desc=name, **train)
+        seconds = time.perf_counter() - start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        net.save_pretrained(tmp)
+        write_csv(tmp / "history.csv", history)
+        write_json(tmp / "meta.json", {"name": name, "train_seconds": seconds, "data": data_checksum(data),
+                                       "code": code_version(), **provenance({"model": model, "train": train}, seed)})
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    return load_trained(path)
