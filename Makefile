@@ -32,5 +32,14 @@ test: setup  ## unit tests + strict nbval of every committed notebook (what CI r
 unit: setup  ## unit tests only (fast)
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
 
+TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk
+
+paper: paper/main.pdf  ## build paper/main.pdf with latexmk from paper/ (installs Debian TeX packages if missing)
+
+paper/main.pdf: paper/main.tex paper/references.bib $(wildcard paper/sections/*.tex paper/tables/*.tex paper/figures/*.pdf)
+	@command -v latexmk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES); }
+	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -quiet main.tex
+
 clean:  ## remove executed notebooks and the model cache (keeps data/raw)
 	rm -rf results/executed data/cache data/processed

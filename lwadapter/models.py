@@ -9,8 +9,14 @@ N_SPECIAL = 2  # <pad>=0, <bos>=1 in models built from a config
 
 
 def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int = 64, heads: int = 4,
-                      kv_heads: int = 2, max_len: int = 50, intermediate: int | None = None):
-    """A from-scratch LlamaForCausalLM / Qwen3ForCausalLM whose vocabulary is the items plus special tokens."""
+                      kv_heads: int = 2, max_len: int = 50, intermediate: int | None = None,
+                      tie_embeddings: bool = False, scaled_init: bool = False):
+    """A from-scratch LlamaForCausalLM / Qwen3ForCausalLM whose vocabulary is the items plus special tokens.
+
+    tie_embeddings shares the item embeddings between input and output (as SASRec does); scaled_init divides the
+    initial output projections of every residual branch (o_proj, down_proj) by sqrt(2 n_layers), GPT-2 style,
+    so a deep stack starts close to the identity.
+    """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}: choose one of {sorted(ARCHS)}")
     config = ARCHS[arch](
@@ -25,12 +31,18 @@ def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int =
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=1,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_embeddings,
     )
     config.item_token_offset = N_SPECIAL
     config.num_items = n_items
     config.max_history = max_len
-    return AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config)
+    if scaled_init:
+        with torch.no_grad():
+            for block in decoder_layers(model):
+                block.self_attn.o_proj.weight.div_((2 * n_layers) ** 0.5)
+                block.mlp.down_proj.weight.div_((2 * n_layers) ** 0.5)
+    return model
 
 
 def recommender_from_spec(spec: dict, n_items: int):
@@ -91,6 +103,12 @@ def item_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
     cfg = model.config
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     return logits[..., cfg.item_token_offset: cfg.item_token_offset + cfg.num_items]
+
+
+def to_model_device(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch's tensors moved to the device of the model's parameters (a GPU-hosted checkpoint, say)."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def special_tokens(model) -> tuple[int, int, int]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
@@ -28,14 +30,28 @@ def next_item_loss(model, batch, reduction: str = "mean"):
     return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE, reduction=reduction)
 
 
+class SeededShuffle(Sampler):
+    """A fresh permutation of range(n) each epoch from one seeded generator (the same order on every process)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.generator = n, torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
 def train_recommender(model, data: SequenceData, max_len: int | None = None, epochs: int = 20,
                       batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 3,
                       seed: int = 0, eval_every: int = 1, loss_fn=next_item_loss, clip: float = 1.0,
-                      desc: str = "train") -> pd.DataFrame:
+                      warmup_steps: int = 0, desc: str = "train") -> pd.DataFrame:
     """Train with AdamW on shuffled, seeded batches of `training_examples(data, max_len)`.
 
     Only parameters with requires_grad are optimised, with `loss_fn(model, batch)` (default: next-item
-    cross-entropy at every position) and gradient-norm clipping at `clip`. Every `eval_every` epochs (and after
+    cross-entropy at every position), gradient-norm clipping at `clip` and a linear learning-rate warm-up over
+    the first `warmup_steps` optimiser steps. Every `eval_every` epochs (and after
     the last) the validation NDCG@10 is measured; training stops after `patience` evaluations without
     improvement and the best weights are restored. max_len defaults to the model's config.max_history.
     Returns the learning curve: epoch, train_loss, valid_ndcg@10 (NaN on epochs without evaluation).
@@ -50,21 +66,24 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, epo
     if not params:
         raise ValueError("no parameter requires grad: unfreeze the ones to train")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))
     tokens = special_tokens(model)
+    loader = DataLoader(examples, batch_size=batch_size, sampler=SeededShuffle(len(examples), seed),
+                        collate_fn=lambda b: collate(b, *tokens))
+    accelerator = Accelerator()
+    net, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     rows, best, best_state, stale = [], float("-inf"), None, 0
     bar = tqdm(range(1, epochs + 1), desc=desc)
     for epoch in bar:
-        model.train()
-        order = torch.randperm(len(examples), generator=generator).tolist()
+        net.train()
         losses = []
-        for start in range(0, len(order), batch_size):
-            batch = collate([examples[i] for i in order[start:start + batch_size]], *tokens)
-            loss = loss_fn(model, batch)
+        for batch in loader:
+            loss = loss_fn(net, batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, clip)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, clip)
             optimizer.step()
+            schedule.step()
             losses.append(loss.item())
         row = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "valid_ndcg@10": float("nan")}
         if epoch % eval_every == 0 or epoch == epochs:
@@ -117,6 +136,18 @@ def checkpoint_dir(name: str, data: SequenceData, model: dict, train: dict, seed
     return runtime.CACHE_DIR / "models" / data.name / f"{name}-{key}"
 
 
+def save_checkpoint(path: Path, save, history: pd.DataFrame, meta: dict) -> None:
+    """Write a checkpoint folder atomically: `save(folder)` writes the weights, then history.csv and meta.json;
+    the folder appears under `path` only when complete (a previous one is replaced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    save(tmp)
+    write_csv(tmp / "history.csv", history)
+    write_json(tmp / "meta.json", meta)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
 def load_trained(path: Path) -> Trained:
     """A checkpoint written by train_or_load: safetensors weights, history.csv and meta.json."""
     path = Path(path)
@@ -139,12 +170,7 @@ def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed:
         start = time.perf_counter()
         history = train_recommender(net, data, seed=seed, desc=name, **train)
         seconds = time.perf_counter() - start
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        net.save_pretrained(tmp)
-        write_csv(tmp / "history.csv", history)
-        write_json(tmp / "meta.json", {"name": name, "train_seconds": seconds, "data": data_checksum(data),
-                                       "code": code_version(), **provenance({"model": model, "train": train}, seed)})
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        save_checkpoint(path, net.save_pretrained, history,
+                        {"name": name, "train_seconds": seconds, "data": data_checksum(data), "code": code_version(),
+                         **provenance({"model": model, "train": train}, seed)})
     return load_trained(path)

@@ -1,0 +1,87 @@
+"""Compact vs full model: quality kept with a paired bootstrap interval, a paired test, speed measured side by side
+with the full model, assembled into the compact_eval table."""
+
+import numpy as np
+import pandas as pd
+
+from lwadapter.evaluate import compare_efficiency, count_parameters
+from lwadapter.metrics import paired_test
+
+EVAL_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "healed", "adapter", "hr@10", "ndcg@10",
+                "quality_kept", "ci_low", "ci_high", "latency_ms", "speedup", "ideal_speedup", "params"]
+EXTRA_COLUMNS = ["users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb"]
+
+
+def quality_kept(compact, full, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """mean(compact) / mean(full) of a per-user metric on the same users, with its percentile bootstrap interval:
+    users are resampled with replacement, the same resample for both models (paired), ratio of the means."""
+    compact, full = np.asarray(compact, dtype=np.float64), np.asarray(full, dtype=np.float64)
+    if compact.shape != full.shape or compact.ndim != 1 or compact.size == 0:
+        raise ValueError(f"quality_kept needs two per-user vectors on the same users, got shapes {compact.shape} "
+                         f"and {full.shape}")
+    if full.mean() <= 0:
+        raise ValueError("the full model's mean metric is 0: quality kept is undefined")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, full.size, size=(n, full.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = compact[idx].mean(axis=1) / full[idx].mean(axis=1)
+    low, high = np.quantile(ratios[np.isfinite(ratios)], [alpha / 2, 1 - alpha / 2])
+    return float(compact.mean() / full.mean()), float(low), float(high)
+
+
+def relative_quality(per_user: pd.DataFrame, reference: pd.DataFrame, metric: str = "ndcg@10", n: int = 1000,
+                     seed: int = 0) -> dict:
+    """A model's HR@10 and NDCG@10, its `metric` relative to `reference` (quality_kept, ci_low, ci_high) and the
+    p-value of metrics.paired_test against the reference; both per-user tables (evaluate_model) on the same users."""
+    a, b = per_user.set_index("user").sort_index(), reference.set_index("user").sort_index()
+    if not a.index.equals(b.index):
+        raise ValueError("relative_quality compares models on the same users: the per-user tables differ in users")
+    kept, low, high = quality_kept(a[metric], b[metric], n=n, seed=seed)
+    return {"users": len(a), "hr@10": a["hr@10"].mean(), "ndcg@10": a["ndcg@10"].mean(), "quality_kept": kept,
+            "ci_low": low, "ci_high": high, "p_value": paired_test(a[metric], b[metric], seed=seed)["p_value"]}
+
+
+def architecture_key(model) -> tuple:
+    """What a forward pass costs: layer count, widths, heads, vocabulary and the number of parameters."""
+    cfg = model.config
+    return (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+            cfg.num_key_value_heads, cfg.vocab_size, count_parameters(model))
+
+
+def measure_speed(full, models: dict, batch, repeats: int = 10, warmup: int = 2) -> pd.DataFrame:
+    """Per named model (column `name`): latency_ms, speedup (measured), ideal_speedup (FLOP ratio), params,
+    full_latency_ms, sequences_per_s and peak_memory_mb, from evaluate.compare_efficiency against `full` on `batch`.
+
+    Models with the same architecture_key cost the same, so each architecture is measured once and shared.
+    A benchmark: the numbers vary between runs and machines.
+    """
+    measured, rows = {}, []
+    for name, model in models.items():
+        key = architecture_key(model)
+        if key not in measured:
+            table = compare_efficiency(full, model, batch, repeats=repeats, warmup=warmup)
+            measured[key] = table.iloc[1].to_dict() | {"full_latency_ms": table.iloc[0]["latency_ms"]}
+        m = measured[key]
+        rows.append({"name": name, "latency_ms": m["latency_ms"], "speedup": m["speedup"],
+                     "ideal_speedup": m["flop_ratio"], "params": int(m["params"]),
+                     "full_latency_ms": m["full_latency_ms"], "sequences_per_s": m["sequences_per_s"],
+                     "peak_memory_mb": m["peak_memory_mb"]})
+    return pd.DataFrame(rows)
+
+
+def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n: int = 1000,
+                 seed: int = 0) -> pd.DataFrame:
+    """The compact_eval table, EVAL_COLUMNS then EXTRA_COLUMNS, one row per variant.
+
+    `variants`: a unique `name` (the key of per_user and of speed's `name` column), the `reference` variant whose
+    per-user results are the denominator (the full model it was cut from) and the descriptors model, criterion,
+    strategy, k, kept_layers, healed, adapter. Quality: relative_quality against the reference; speed: measure_speed.
+    """
+    missing = sorted({*variants["name"], *variants["reference"]} - set(per_user))
+    if missing:
+        raise KeyError(f"no per-user results for {missing}: evaluate every variant (evaluate_model) first")
+    quality = pd.DataFrame([{"name": name, **relative_quality(per_user[name], per_user[ref], n=n, seed=seed)}
+                            for name, ref in zip(variants["name"], variants["reference"])])
+    table = variants.merge(quality, on="name", validate="one_to_one").merge(speed, on="name", how="left",
+                                                                              validate="one_to_one")
+    return table[EVAL_COLUMNS + EXTRA_COLUMNS]

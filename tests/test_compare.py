@@ -1,0 +1,99 @@
+"""Quality kept (paired bootstrap of a ratio of means), relative quality, speed shared per architecture and the
+compact_eval table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lwadapter import compare
+from lwadapter.compact import compact_model
+from lwadapter.compare import EVAL_COLUMNS, compact_eval, measure_speed, quality_kept, relative_quality
+from lwadapter.evaluate import history_batch
+from tests.synthetic import tiny
+
+
+def per_user(ndcg, hr=None):
+    ndcg = np.asarray(ndcg, dtype=float)
+    return pd.DataFrame({"user": np.arange(ndcg.size), "ndcg@10": ndcg,
+                         "hr@10": (ndcg > 0).astype(float) if hr is None else hr})
+
+
+def random_ndcg(seed, n=300):
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(n) < 0.3, 1 / np.log2(rng.integers(1, 11, n) + 1), 0.0)
+
+
+def test_quality_kept_is_one_for_identical_models():
+    full = random_ndcg(0)
+    assert quality_kept(full, full.copy()) == (1.0, 1.0, 1.0)
+
+
+def test_quality_kept_interval_contains_the_point_estimate():
+    full, compact = random_ndcg(0), random_ndcg(1)
+    kept, low, high = quality_kept(compact, full, n=2000)
+    assert kept == pytest.approx(compact.mean() / full.mean())
+    assert low < kept < high and high - low < 1
+
+
+def test_quality_kept_is_exact_for_a_scaled_model():
+    full = random_ndcg(2)
+    assert quality_kept(0.5 * full, full) == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_quality_kept_rejects_unpaired_or_zero_input():
+    with pytest.raises(ValueError, match="same users"):
+        quality_kept([1.0, 0.0], [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="undefined"):
+        quality_kept([1.0, 0.0], [0.0, 0.0])
+
+
+def test_relative_quality_pairs_users_by_id():
+    full = per_user(random_ndcg(0))
+    same = full.iloc[::-1].reset_index(drop=True)  # same users, other order
+    result = relative_quality(same, full)
+    assert result["quality_kept"] == 1.0 and result["p_value"] == 1.0 and result["users"] == len(full)
+    worse = relative_quality(per_user(0.5 * full["ndcg@10"], hr=full["hr@10"]), full)
+    assert worse["quality_kept"] == pytest.approx(0.5) and worse["p_value"] < 0.01
+    with pytest.raises(ValueError, match="same users"):
+        relative_quality(full.iloc[:10], full)
+
+
+def tiny_models():
+    full = tiny(n_items=30, n_layers=6)
+    return full, {"full": full, "a": compact_model(full, [0, 1]), "b": compact_model(full, [3, 5]),
+                  "c": compact_model(full, [0, 2, 4])}
+
+
+def test_measure_speed_measures_each_architecture_once(monkeypatch):
+    full, models = tiny_models()
+    calls = []
+    real = compare.compare_efficiency
+    monkeypatch.setattr(compare, "compare_efficiency", lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
+    batch = history_batch(full, [[1, 2, 3], [4, 5]], [6, 7])
+    speed = measure_speed(full, models, batch, repeats=1, warmup=0).set_index("name")
+    assert len(calls) == 3  # a and b share an architecture
+    assert speed.loc["a"].equals(speed.loc["b"])
+    assert speed.loc["full", "ideal_speedup"] == 1.0
+    assert speed.loc["a", "ideal_speedup"] > speed.loc["c", "ideal_speedup"] > 1.0
+    assert speed.loc["a", "params"] < speed.loc["c", "params"] < speed.loc["full", "params"]
+
+
+def test_compact_eval_assembles_the_table():
+    results = {"full": per_user(random_ndcg(0)), "x": per_user(random_ndcg(1)), "full2": per_user(random_ndcg(2))}
+    variants = pd.DataFrame({"name": ["full", "x", "x2"], "reference": ["full", "full", "full2"],
+                             "model": ["m", "m", "m2"], "criterion": ["none", "fisher", "fisher"],
+                             "strategy": ["full", "top-k", "top-k"], "k": [6, 2, 2],
+                             "kept_layers": ["0 1 2 3 4 5", "0 1", "0 1"], "healed": [False, True, True],
+                             "adapter": ["none", "lora", "lora"]})
+    speed = pd.DataFrame({"name": ["full", "x"], "latency_ms": [2.0, 1.0], "speedup": [1.0, 2.0],
+                          "ideal_speedup": [1.0, 2.5], "params": [100, 40], "full_latency_ms": [2.0, 2.0],
+                          "sequences_per_s": [1.0, 2.0], "peak_memory_mb": [1.0, 0.5]})
+    with pytest.raises(KeyError, match="'x2'"):
+        compact_eval(variants, results, speed)
+    results["x2"] = results["x"]
+    table = compact_eval(variants, results, speed)
+    assert list(table.columns[: len(EVAL_COLUMNS)]) == EVAL_COLUMNS and len(table) == 3
+    assert table.loc[0, "quality_kept"] == 1.0 and table.loc[1, "speedup"] == 2.0 and np.isnan(table.loc[2, "speedup"])
+    mean = {name: frame["ndcg@10"].mean() for name, frame in results.items()}
+    assert table.loc[1, "quality_kept"] == pytest.approx(mean["x"] / mean["full"])
+    assert table.loc[2, "quality_kept"] == pytest.approx(mean["x"] / mean["full2"])  # each against its reference

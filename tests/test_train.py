@@ -1,0 +1,98 @@
+"""Training lowers the loss, is seeded, trains only what requires grad; cached checkpoints round-trip exactly."""
+
+import pandas as pd
+import pytest
+import torch
+
+from lwadapter import train as train_module
+from lwadapter.evaluate import evaluate_model, score_histories
+from lwadapter.models import special_tokens
+from lwadapter.sequences import collate, training_examples
+from lwadapter.train import next_item_loss, train_or_load, train_recommender
+from tests.synthetic import cyclic_data, tiny
+
+FAST = dict(epochs=4, batch_size=16, lr=1e-2, patience=2)
+SPEC = dict(arch="qwen3", n_layers=2, hidden=16, heads=2, kv_heads=1, max_len=10)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return cyclic_data()
+
+
+def train_loss(model, data) -> float:
+    with torch.no_grad():
+        return next_item_loss(model.eval(), collate(training_examples(data, 10), *special_tokens(model))).item()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_training_lowers_the_loss_and_restores_the_best_epoch(arch, data):
+    model = tiny(arch)
+    before = train_loss(model, data)
+    history = train_recommender(model, data, **FAST)
+    assert list(history.columns) == ["epoch", "train_loss", "valid_ndcg@10"]
+    assert train_loss(model, data) < 0.8 * before
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    restored = evaluate_model(model, data, split="valid")["ndcg@10"].mean()
+    assert restored == pytest.approx(history["valid_ndcg@10"].max())
+
+
+def test_two_seeded_runs_give_identical_metrics(data):
+    runs = []
+    for _ in range(2):
+        model = tiny()
+        history = train_recommender(model, data, seed=3, **FAST)
+        runs.append((history, evaluate_model(model, data)))
+    assert runs[0][0].equals(runs[1][0]) and runs[0][1].equals(runs[1][1])
+    other = train_recommender(tiny(), data, seed=4, **FAST)
+    assert not other["train_loss"].equals(runs[0][0]["train_loss"])
+
+
+def test_early_stopping_and_eval_every(data):
+    history = train_recommender(tiny(), data, epochs=5, eval_every=2, batch_size=16, lr=1e-2, patience=5)
+    assert history["valid_ndcg@10"].isna().tolist() == [True, False, True, False, False]
+    frozen = train_recommender(tiny(), data, epochs=30, batch_size=16, lr=0.0, patience=2)
+    assert len(frozen) == 3  # no change after epoch 1, so two evaluations without improvement stop it
+
+
+def test_only_trainable_parameters_change_and_the_loss_is_pluggable(data):
+    model = tiny()
+    for name, p in model.named_parameters():
+        p.requires_grad = "lm_head" in name
+    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    head = model.lm_head.weight.clone()
+    calls = []
+
+    def loss_fn(m, batch):
+        calls.append(len(batch["input_ids"]))
+        return next_item_loss(m, batch, reduction="sum") / len(batch["input_ids"])
+
+    train_recommender(model, data, loss_fn=loss_fn, **FAST)
+    assert calls and all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    assert not torch.equal(model.lm_head.weight, head)
+    for p in model.parameters():
+        p.requires_grad = False
+    with pytest.raises(ValueError, match="requires grad"):
+        train_recommender(model, data, **FAST)
+
+
+def test_train_or_load_reuses_the_checkpoint_with_identical_output(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module.runtime, "CACHE_DIR", tmp_path)
+    fresh = train_or_load("tiny", data, SPEC, FAST, seed=1)
+    assert (fresh.path / "model.safetensors").exists() and fresh.path.parent == tmp_path / "models" / "cyclic"
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached checkpoint should have been reused")
+
+    monkeypatch.setattr(train_module, "train_recommender", no_training)
+    cached = train_or_load("tiny", data, SPEC, FAST, seed=1)
+    assert cached.path == fresh.path and cached.train_seconds == fresh.train_seconds
+    assert cached.epochs == fresh.epochs == len(fresh.history)
+    pd.testing.assert_frame_equal(cached.history, fresh.history)
+    histories, targets = data.histories("test")
+    assert torch.equal(score_histories(cached.model, histories, targets),
+                       score_histories(fresh.model, histories, targets))
+    with pytest.raises(AssertionError, match="reused"):
+        train_or_load("tiny", data, SPEC, FAST, seed=1, force=True)
+    with pytest.raises(AssertionError, match="reused"):
+        train_or_load("tiny", data, SPEC, {**FAST, "lr": 5e-3}, seed=1)  # changed inputs: a new checkpoint
