@@ -5,7 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lwadapter.compact import compact_model, kept_layers, only_layers
-from lwadapter.models import decoder_layers
+from lwadapter.models import build_recommender, decoder_layers
+from lwadapter.runtime import set_seed
 from tests.synthetic import identity_layers, tiny
 
 ARCHS = ["llama", "qwen3"]
@@ -75,8 +76,13 @@ def test_generation_with_and_without_cache_agrees(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_save_and_reload_gives_identical_logits(arch, tmp_path):
-    small = compact_model(tiny(arch, n_layers=6), [0, 3, 5])
+@pytest.mark.parametrize("tied", [False, True])
+def test_save_and_reload_gives_identical_logits(arch, tied, tmp_path):
+    set_seed(0)
+    model = build_recommender(arch, n_items=24, n_layers=6, hidden=16, heads=2, kv_heads=1, max_len=10,
+                              tie_embeddings=tied).eval()
+    small = compact_model(model, [0, 3, 5])
+    assert (small.lm_head.weight is small.get_input_embeddings().weight) == tied
     small.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert loaded.config.num_hidden_layers == 3 and loaded.config.kept_layers == [0, 3, 5]
