@@ -28,9 +28,9 @@ from lwadapter.compact import compact_model, kept_layers, validate_keep
 from lwadapter.models import decoder_layers, item_logits
 from lwadapter.results import content_hash, provenance, sha256_file, write_json
 from lwadapter.runtime import set_seed
-from lwadapter.scoring import _layer_hooks
+from lwadapter.scoring import layer_hooks
 from lwadapter.sequences import IGNORE, SequenceData
-from lwadapter.train import Trained, checkpoint_dir, data_checksum, save_checkpoint, train_recommender
+from lwadapter.train import Trained, checkpoint_dir, data_checksum, item_cross_entropy, save_checkpoint, train_recommender
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BRIDGE = "bridge"  # attribute name of a bridge inside its decoder layer, and the PEFT `modules_to_save` entry
@@ -147,7 +147,7 @@ def hidden_matching_loss(student: list[torch.Tensor], teacher: list[torch.Tensor
 
 
 def _recorder(states: dict):
-    """A scoring._layer_hooks callback that stores each layer's output in `states` (output left unchanged)."""
+    """A scoring.layer_hooks callback that stores each layer's output in `states` (output left unchanged)."""
     return lambda layer, _input, output: states.__setitem__(layer, output)
 
 
@@ -180,11 +180,11 @@ class DistillationLoss:
             raise ValueError(f"student keeps layers {kept} but the teacher has only {len(self.scores)} layers")
         teacher_states, student_states = {}, {}
         self.teacher.to(ids.device)
-        with torch.no_grad(), _layer_hooks(self.teacher, _recorder(teacher_states)):
+        with torch.no_grad(), layer_hooks(self.teacher, _recorder(teacher_states)):
             teacher_logits = item_logits(self.teacher, ids, attn)
-        with _layer_hooks(inner, _recorder(student_states)):
+        with layer_hooks(inner, _recorder(student_states)):
             logits = item_logits(model, ids, attn)
-        loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE)
+        loss = item_cross_entropy(logits, labels)
         if self.kd_weight:
             loss = loss + self.kd_weight * distillation_loss(logits, teacher_logits, labels != IGNORE,
                                                              self.temperature)

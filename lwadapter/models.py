@@ -1,6 +1,7 @@
 """Build or load decoder-only Hugging Face recommenders and reach their decoder layers."""
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, Qwen3Config
 
@@ -99,8 +100,9 @@ def decoder_layers(model) -> nn.ModuleList:
 
 
 def item_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Logits over items only (B, T, n_items), dropping special and text tokens."""
-    cfg = model.config
+    """Logits over items only (B, T, n_items), dropping special and text tokens. `model` may be wrapped for
+    distributed training (DistributedDataParallel under `accelerate launch`); its config is read from the inner model."""
+    cfg = extract_model_from_parallel(model).config
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     return logits[..., cfg.item_token_offset: cfg.item_token_offset + cfg.num_items]
 

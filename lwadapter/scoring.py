@@ -80,7 +80,7 @@ def _layer_parameters(model) -> list[list[tuple[str, nn.Parameter]]]:
 
 
 @contextlib.contextmanager
-def _layer_hooks(model, fn):
+def layer_hooks(model, fn):
     """Call fn(l, layer_input, layer_output) after every decoder layer l; a non-None result replaces the output."""
     def hook(l):
         def run(module, args, kwargs, output):
@@ -111,7 +111,7 @@ def layer_states(model, batch) -> list[torch.Tensor]:
             states[0] = inp
         states[l + 1] = out
 
-    with _layer_hooks(model, keep):
+    with layer_hooks(model, keep):
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     return [states[l] for l in range(len(states))]
 
@@ -225,7 +225,7 @@ def fisher_gate(model, batches, n_boot: int = 200, seed: int = 0) -> pd.DataFram
     n_layers = len(decoder_layers(model))
     for batch in tqdm(batches, desc="fisher_gate", leave=False):
         gates = torch.ones(n_layers, len(batch["input_ids"]), 1, 1, requires_grad=True)
-        with _layer_hooks(model, lambda l, inp, out: inp + gates[l] * (out - inp)):
+        with layer_hooks(model, lambda l, inp, out: inp + gates[l] * (out - inp)):
             losses = _sequence_losses(model, batch)
         (g,) = torch.autograd.grad(losses.sum(), gates)
         parts.append(g.flatten(1).pow(2).sum(dim=1))

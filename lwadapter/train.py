@@ -24,10 +24,15 @@ from lwadapter.sequences import IGNORE, SequenceData, collate, training_examples
 CODE_FILES = ("models.py", "sequences.py", "train.py", "metrics.py", "evaluate.py")
 
 
+def item_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of (B, T, n_items) item logits against (B, T) labels, IGNORE positions skipped."""
+    return F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction=reduction)
+
+
 def next_item_loss(model, batch, reduction: str = "mean"):
     """Next-item cross-entropy over item logits at every labelled position (reduction 'mean', 'sum' or 'none')."""
-    logits = item_logits(model, batch["input_ids"], batch["attention_mask"])
-    return F.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=IGNORE, reduction=reduction)
+    return item_cross_entropy(item_logits(model, batch["input_ids"], batch["attention_mask"]), batch["labels"],
+                              reduction)
 
 
 class SeededShuffle(Sampler):

@@ -28,6 +28,19 @@ def test_build_recommender_layout(arch, cls):
         build_recommender("gpt2", n_items=30)
 
 
+def test_item_logits_through_a_distributed_wrapper(tmp_path):
+    """Under `accelerate launch` the training loss sees the model wrapped in DistributedDataParallel."""
+    model = build_recommender("llama", n_items=30, n_layers=2, hidden=16, heads=2, kv_heads=1, max_len=12)
+    ids = torch.tensor([[1, 2, 5, 31]])
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0,
+                                         world_size=1)
+    try:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        assert torch.equal(item_logits(wrapped, ids, torch.ones_like(ids)), item_logits(model, ids, torch.ones_like(ids)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
 def test_decoder_layers_sees_through_peft_and_names_unsupported_classes():
     model = tiny()
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
