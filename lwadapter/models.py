@@ -47,11 +47,18 @@ def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int =
 
 
 def recommender_from_spec(spec: dict, n_items: int):
-    """build_recommender(**spec), or load_pretrained_recommender when the spec names a checkpoint `path`."""
+    """build_recommender(**spec), or load_pretrained_recommender when the spec names a checkpoint `path`; then an
+    `arch` or `n_layers` in the spec describes the checkpoint and is checked against it."""
     spec = dict(spec)
-    if "path" in spec:
-        return load_pretrained_recommender(spec.pop("path"), n_items, **spec)
-    return build_recommender(n_items=n_items, **spec)
+    if "path" not in spec:
+        return build_recommender(n_items=n_items, **spec)
+    path, arch, n_layers = spec.pop("path"), spec.pop("arch", None), spec.pop("n_layers", None)
+    model = load_pretrained_recommender(path, n_items, **spec)
+    found = (model.config.model_type, len(decoder_layers(model)))
+    if (arch or found[0], n_layers or found[1]) != found:
+        raise ValueError(f"checkpoint {path} is a {found[1]}-layer {found[0]} model, but the spec says "
+                         f"arch={arch!r}, n_layers={n_layers!r}: correct the spec (notebook 02's parameters)")
+    return model
 
 
 def _first_id(token_id):

@@ -75,6 +75,10 @@ def test_pretrained_checkpoint_without_bos_gets_a_new_token(tmp_path):
     model = recommender_from_spec({"path": str(tmp_path), "max_len": 6}, n_items=7)
     assert special_tokens(model) == (50, 57, 57) and model.config.vocab_size == 58
     assert model.config.max_history == 6 and model.config.num_items == 7
+    spec = {"path": str(tmp_path), "arch": "qwen3", "n_layers": 2}
+    assert len(decoder_layers(recommender_from_spec(spec, n_items=7))) == 2
+    with pytest.raises(ValueError, match="is a 2-layer qwen3 model, but the spec says arch='llama', n_layers=32"):
+        recommender_from_spec({**spec, "arch": "llama", "n_layers": 32}, n_items=7)
 
 
 def test_tied_embeddings_and_depth_scaled_init(tmp_path):
