@@ -1,0 +1,98 @@
+"""Paper artifacts: LaTeX tables, macros, the README's results section, and that the committed ones are exactly
+what notebook 07 regenerates from the committed results/."""
+
+import json
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from lwadapter import paper
+from lwadapter.runtime import RESULTS_DIR, ROOT
+
+NOTEBOOK_07 = ROOT / "notebooks" / "07_paper_figures.ipynb"
+
+
+def notebook_parameters(path) -> dict:
+    """The values of a notebook's `parameters` cell."""
+    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    values = {}
+    exec("".join(cell["source"]), values)
+    return {k: v for k, v in values.items() if not k.startswith("__")}
+
+
+def test_latex_table_escapes_and_formats():
+    frame = pd.DataFrame({"model": ["a_b"], "ndcg@10": [0.12345], "ci": [float("nan")]})
+    text = paper.latex_table(frame, "Caption 95\\%", "tab:x", digits=2)
+    assert r"a\_b & 0.12 & -- \\" in text and r"\begin{tabular}{lrr}" in text and r"\toprule" in text
+
+
+def test_macro_names_are_letters_only():
+    assert paper.macro_name("ml-100k", "qwen3", "fisher spearman") == "MlHundredKQwenThreeFisherSpearman"
+    with pytest.raises(ValueError, match="letters only"):
+        paper.write_macros({"Bad1": "x"})
+
+
+def test_readme_section_replaces_only_between_markers(tmp_path):
+    start, end = paper.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"head\n{start}\nold\n{end}\ntail\n")
+    assert paper.readme_section("new", readme) == f"head\n{start}\nnew\n{end}\ntail\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="must hold the lines"):
+        paper.readme_section("new", readme)
+
+
+def test_headline_joins_datasets_per_model_and_method(tmp_path):
+    rows = [dict(model="llama", criterion="none", strategy="full", k=4, healed=False, adapter="none", **{"ndcg@10": 0.2},
+                 quality_kept=1.0, ci_low=1.0, ci_high=1.0, speedup=1.0, ideal_speedup=1.0),
+            dict(model="llama", criterion="fisher_empirical", strategy="top-k", k=2, healed=True, adapter="lora",
+                 **{"ndcg@10": 0.1}, quality_kept=0.5, ci_low=0.4, ci_high=0.6, speedup=1.5, ideal_speedup=1.8),
+            dict(model="llama", criterion="fisher_empirical", strategy="top-k", k=2, healed=False, adapter="none",
+                 **{"ndcg@10": 0.05}, quality_kept=0.25, ci_low=0.2, ci_high=0.3, speedup=1.5, ideal_speedup=1.8)]
+    for dataset in ("ml-100k", "amazon-electronics"):
+        (tmp_path / dataset).mkdir()
+        pd.DataFrame(rows).to_csv(tmp_path / dataset / "compact_eval.csv", index=False)
+    table = paper.headline(["ml-100k", "amazon-electronics", "missing"], k=2, results_dir=tmp_path)
+    assert list(table["method"]) == ["full model", "fisher_empirical / top-k + lora"]
+    assert table.iloc[1]["MovieLens-100K NDCG@10 (kept [95% CI])"] == "0.1000 (50.0% [40.0, 60.0])"
+    assert table.iloc[1]["Amazon Electronics speed-up measured / ideal"] == "1.50x / 1.80x"
+
+
+def test_dataset_macros_quote_the_named_rows_at_k():
+    base = dict(model="llama", k=2, healed=True, adapter="lora", speedup=1.5, ideal_speedup=2.0)
+    ev = pd.DataFrame([dict(base, criterion="none", strategy="full", k=4, healed=False, adapter="none",
+                            **{"ndcg@10": 0.2}, quality_kept=1.0, ci_low=1.0, ci_high=1.0, speedup=1.0,
+                            ideal_speedup=1.0),
+                       dict(base, criterion="fisher_empirical", strategy="top-k", **{"ndcg@10": 0.1},
+                            quality_kept=0.5, ci_low=0.4, ci_high=0.6),
+                       dict(base, criterion="taylor", strategy="top-k", **{"ndcg@10": 0.18}, quality_kept=0.9,
+                            ci_low=0.8, ci_high=1.0),
+                       dict(base, criterion="none", strategy="scratch", healed=False, adapter="none",
+                            **{"ndcg@10": 0.16}, quality_kept=0.8, ci_low=0.7, ci_high=0.9)])
+    macros = paper.dataset_macros("ml-100k", {"compact_eval": ev}, None, None, k=2,
+                                  best_published={"llama": ["taylor", "top-k"]})
+    assert macros["MlHundredKLlamaFisherHealedKept"] == "50.0\\%"
+    assert macros["MlHundredKLlamaFisherHealedKeptLow"] == "40.0\\%"
+    assert macros["MlHundredKLlamaControlNdcg"] == "0.1600"
+    assert macros["MlHundredKLlamaBestPublished"] == "taylor / top-k"
+    assert macros["MlHundredKLlamaBestPublishedHealedKept"] == "90.0\\%"
+    assert macros["MlHundredKLlamaHighestHealed"] == "taylor / top-k + lora"
+    assert macros["MlHundredKLlamaMeasuredSpeedupShare"] == "75\\%" and macros["MlHundredKLlamaFullNdcg"] == "0.2000"
+    assert "MlHundredKLlamaRandomHealedKept" not in macros  # no such row
+
+
+def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp_path):
+    """The CI check of the paper: rebuild from the committed results/ with notebook 07's parameters."""
+    params = notebook_parameters(NOTEBOOK_07)
+    macros, figures = paper.build_all(params["datasets"], params["k"], params["criteria"], tables_dir=tmp_path)
+    for fig in figures.values():
+        plt.close(fig)
+    committed = paper.TABLES_DIR
+    assert sorted(p.name for p in tmp_path.glob("*.tex")) == sorted(p.name for p in committed.glob("*.tex"))
+    for path in tmp_path.glob("*.tex"):
+        assert path.read_text() == (committed / path.name).read_text(), f"{path.name}: rerun notebook 07"
+    assert (RESULTS_DIR / "ml-100k" / "compact_eval.csv").exists() and macros
+    section = paper.readme_results(params["datasets"], params["k"], figure=params["key_figure"])
+    assert paper.readme_section(section) == paper.README.read_text(), "README results differ: rerun notebook 07"
+    assert (ROOT / "paper" / "figures" / params["key_figure"]).exists()
