@@ -27,10 +27,10 @@ def latex_table(frame: pd.DataFrame, caption: str, label: str, digits: int = 3) 
 
     align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
-             rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_escape(c) for c in frame.columns) + r" \\",
+             r"\begin{adjustbox}{max width=\linewidth}", rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_escape(c) for c in frame.columns) + r" \\",
              r"\midrule"]
     lines += [" & ".join(cell(v) for v in row) + r" \\" for row in frame.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{adjustbox}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
@@ -86,6 +86,13 @@ def selection_table(selection: pd.DataFrame, shares: pd.DataFrame, k: int) -> pd
         .sort_values(["model", "ndcg@10"], ascending=[True, False])
 
 
+def scenario_table(scenarios: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
+    """One row a model, one column a scenario case (`metric` only; intervals are in scenarios.csv)."""
+    frame = scenarios[scenarios["metric"] == metric].assign(case=lambda f: f["scenario"] + ": " + f["group"])
+    cases, models = list(dict.fromkeys(frame["case"])), list(dict.fromkeys(frame["model"]))
+    return frame.pivot(index="model", columns="case", values="value").loc[models, cases].reset_index()
+
+
 def agreement_table(agree: pd.DataFrame) -> pd.DataFrame:
     return agree.pivot(index="criterion", columns="model", values=["spearman", "kendall"])\
         .pipe(lambda t: t.set_axis([f"{m} {s}" for s, m in t.columns], axis=1)).reset_index()
@@ -125,7 +132,8 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                 out[macro_name(ds, model, "fisher spearman")] = fmt(fisher["spearman"].iloc[0], 2)
     if shares is not None:
         for r in shares[shares["criterion"] == "fisher_empirical"].itertuples():
-            out[macro_name(ds, r.model, "fisher upper share")] = f"{100 * r.upper:.0f}\\%"
+            for band in ("lower", "middle", "upper"):
+                out[macro_name(ds, r.model, "fisher", band, "share")] = f"{100 * getattr(r, band):.0f}\\%"
     if "compact_eval" in results:
         ev = results["compact_eval"].assign(healed=lambda f: f["healed"].astype(bool))
         for model, frame in ev[ev["k"] == k].groupby("model"):
@@ -133,11 +141,15 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
             if model in (best_published or {}):
                 named["best published healed"] = (*best_published[model], True, "lora")
                 out[macro_name(ds, model, "best published")] = _escape(" / ".join(best_published[model]))
-            for label, (criterion, strategy, healed, adapter) in named.items():
-                row = frame[(frame["criterion"] == criterion) & (frame["strategy"] == strategy)
-                            & (frame["healed"] == healed) & (frame["adapter"] == adapter)]
+            rows = {label: frame[(frame["criterion"] == criterion) & (frame["strategy"] == strategy)
+                                 & (frame["healed"] == healed) & (frame["adapter"] == adapter)]
+                    for label, (criterion, strategy, healed, adapter) in named.items()}
+            for label, row in rows.items():
                 if len(row):
                     out.update(kept_macros(macro_name(ds, model, label), row.iloc[0]))
+            if len(rows["fisher healed"]) and len(rows["control"]):
+                above = rows["fisher healed"]["ndcg@10"].iloc[0] > rows["control"]["ndcg@10"].iloc[0]
+                out[macro_name(ds, model, "fisher healed vs control")] = "above" if above else "below"
             healed = frame[frame["healed"]].sort_values("quality_kept", kind="stable")
             if len(healed):
                 top = healed.iloc[-1]
@@ -192,8 +204,10 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
         figures["healing"] = pf.healing_effect(ev[ev["k"] == k])
         figures["speedup"] = pf.speedups(ev)
     if "scenarios" in results:
-        write_table(f"{dataset}_scenarios", results["scenarios"],
-                    f"{title}: scenarios (history length groups, item similarity, cold start).", folder=tables_dir)
+        write_table(f"{dataset}_scenarios", scenario_table(results["scenarios"]),
+                    f"{title}: NDCG@10 by scenario: all test users, history-length tertiles, cold start (users with "
+                    "few training items; every user's history cut to its last items), and item similarity against "
+                    "co-occurrence (by input embeddings or next-item predictions).", folder=tables_dir)
         figures["scenarios"] = pf.scenario_bars(results["scenarios"])
     healing = results_dir / dataset / "healing.json"
     best = json.loads(healing.read_text())["config"]["best_published"] if healing.exists() else None

@@ -29,6 +29,7 @@ def quiet() -> None:
     """Silence known library chatter once, so notebook outputs stay stable under nbval."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler (peak memory) prints timestamped lines otherwise
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)

@@ -25,6 +25,7 @@ def test_latex_table_escapes_and_formats():
     frame = pd.DataFrame({"model": ["a_b"], "ndcg@10": [0.12345], "ci": [float("nan")]})
     text = paper.latex_table(frame, "Caption 95\\%", "tab:x", digits=2)
     assert r"a\_b & 0.12 & -- \\" in text and r"\begin{tabular}{lrr}" in text and r"\toprule" in text
+    assert r"\begin{adjustbox}{max width=\linewidth}" in text
 
 
 def test_macro_names_are_letters_only():
@@ -79,6 +80,7 @@ def test_dataset_macros_quote_the_named_rows_at_k():
     assert macros["MlHundredKLlamaBestPublishedHealedKept"] == "90.0\\%"
     assert macros["MlHundredKLlamaHighestHealed"] == "taylor / top-k + lora"
     assert macros["MlHundredKLlamaMeasuredSpeedupShare"] == "75\\%" and macros["MlHundredKLlamaFullNdcg"] == "0.2000"
+    assert macros["MlHundredKLlamaFisherHealedVsControl"] == "below"
     assert "MlHundredKLlamaRandomHealedKept" not in macros  # no such row
 
 
