@@ -4,7 +4,7 @@ with the full model, assembled into the compact_eval table."""
 import numpy as np
 import pandas as pd
 
-from lwadapter.evaluate import compare_efficiency, count_parameters
+from lwadapter.evaluate import benchmark, count_parameters
 from lwadapter.metrics import paired_test
 
 EVAL_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "healed", "adapter", "hr@10", "ndcg@10",
@@ -50,23 +50,24 @@ def architecture_key(model) -> tuple:
 
 def measure_speed(full, models: dict, batch, repeats: int = 10, warmup: int = 2) -> pd.DataFrame:
     """Per named model (column `name`): latency_ms, speedup (measured), ideal_speedup (FLOP ratio), params,
-    full_latency_ms, sequences_per_s and peak_memory_mb, from evaluate.compare_efficiency against `full` on `batch`.
+    full_latency_ms, sequences_per_s and peak_memory_mb against `full` on `batch`.
 
-    Models with the same architecture_key cost the same, so each architecture is measured once and shared.
-    A benchmark: the numbers vary between runs and machines.
+    `full` and one model of each distinct architecture_key are timed together, interleaved, in one
+    evaluate.benchmark run, so every speed-up shares the same measurement of the full model; models with the same
+    key cost the same and share it. A benchmark: the numbers vary between runs and machines.
     """
-    measured, rows = {}, []
-    for name, model in models.items():
-        key = architecture_key(model)
-        if key not in measured:
-            table = compare_efficiency(full, model, batch, repeats=repeats, warmup=warmup)
-            measured[key] = table.iloc[1].to_dict() | {"full_latency_ms": table.iloc[0]["latency_ms"]}
-        m = measured[key]
-        rows.append({"name": name, "latency_ms": m["latency_ms"], "speedup": m["speedup"],
-                     "ideal_speedup": m["flop_ratio"], "params": int(m["params"]),
-                     "full_latency_ms": m["full_latency_ms"], "sequences_per_s": m["sequences_per_s"],
-                     "peak_memory_mb": m["peak_memory_mb"]})
-    return pd.DataFrame(rows)
+    keys = {name: architecture_key(model) for name, model in models.items()}
+    timed = {architecture_key(full): full}
+    for name, key in keys.items():
+        timed.setdefault(key, models[name])
+    label = {key: f"architecture {i}" for i, key in enumerate(timed)}
+    table = benchmark({label[key]: model for key, model in timed.items()}, batch, repeats, warmup).set_index("model")
+    ref = table.loc[label[architecture_key(full)]]
+    return pd.DataFrame([{"name": name, "latency_ms": m["latency_ms"], "speedup": ref["latency_ms"] / m["latency_ms"],
+                          "ideal_speedup": ref["flops_per_token"] / m["flops_per_token"], "params": int(m["params"]),
+                          "full_latency_ms": ref["latency_ms"], "sequences_per_s": m["sequences_per_s"],
+                          "peak_memory_mb": m["peak_memory_mb"]}
+                         for name, m in ((name, table.loc[label[key]]) for name, key in keys.items())])
 
 
 def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n: int = 1000,

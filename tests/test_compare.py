@@ -67,11 +67,12 @@ def tiny_models():
 def test_measure_speed_measures_each_architecture_once(monkeypatch):
     full, models = tiny_models()
     calls = []
-    real = compare.compare_efficiency
-    monkeypatch.setattr(compare, "compare_efficiency", lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
+    real = compare.benchmark
+    monkeypatch.setattr(compare, "benchmark", lambda timed, *a, **kw: calls.append(len(timed)) or real(timed, *a, **kw))
     batch = history_batch(full, [[1, 2, 3], [4, 5]], [6, 7])
     speed = measure_speed(full, models, batch, repeats=1, warmup=0).set_index("name")
-    assert len(calls) == 3  # a and b share an architecture
+    assert calls == [3]  # one run: full, then a (b shares its architecture), c
+    assert (speed["full_latency_ms"] == speed.loc["full", "latency_ms"]).all()
     assert speed.loc["a"].equals(speed.loc["b"])
     assert speed.loc["full", "ideal_speedup"] == 1.0
     assert speed.loc["a", "ideal_speedup"] > speed.loc["c", "ideal_speedup"] > 1.0
