@@ -150,13 +150,7 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
             if len(rows["fisher healed"]) and len(rows["control"]):
                 above = rows["fisher healed"]["ndcg@10"].iloc[0] > rows["control"]["ndcg@10"].iloc[0]
                 out[macro_name(ds, model, "fisher healed vs control")] = "above" if above else "below"
-            healed = frame[frame["healed"]].sort_values("quality_kept", kind="stable")
-            if len(healed):
-                top = healed.iloc[-1]
-                out[macro_name(ds, model, "highest healed")] = _escape(
-                    f"{top['criterion']} / {top['strategy']} + {top['adapter']}")
-                out.update(kept_macros(macro_name(ds, model, "highest healed"), top))
-            cut = frame[~frame["strategy"].isin(["full", "scratch"])]
+            cut = frame[~frame["strategy"].isin(["full", "scratch"]) & (frame["adapter"] == "none")]  # plain k layers
             if len(cut) and pd.notna(cut["speedup"].iloc[0]):
                 out[macro_name(ds, model, "measured speedup")] = f"{cut['speedup'].iloc[0]:.2f}"
                 out[macro_name(ds, model, "ideal speedup")] = f"{cut['ideal_speedup'].iloc[0]:.2f}"
