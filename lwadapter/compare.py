@@ -63,11 +63,14 @@ def measure_speed(full, models: dict, batch, repeats: int = 10, warmup: int = 2)
     label = {key: f"architecture {i}" for i, key in enumerate(timed)}
     table = benchmark({label[key]: model for key, model in timed.items()}, batch, repeats, warmup).set_index("model")
     ref = table.loc[label[architecture_key(full)]]
-    return pd.DataFrame([{"name": name, "latency_ms": m["latency_ms"], "speedup": ref["latency_ms"] / m["latency_ms"],
-                          "ideal_speedup": ref["flops_per_token"] / m["flops_per_token"], "params": int(m["params"]),
-                          "full_latency_ms": ref["latency_ms"], "sequences_per_s": m["sequences_per_s"],
-                          "peak_memory_mb": m["peak_memory_mb"]}
-                         for name, m in ((name, table.loc[label[key]]) for name, key in keys.items())])
+    rows = []
+    for name, key in keys.items():
+        m = table.loc[label[key]]
+        rows.append({"name": name, "latency_ms": m["latency_ms"], "speedup": ref["latency_ms"] / m["latency_ms"],
+                     "ideal_speedup": ref["flops_per_token"] / m["flops_per_token"], "params": int(m["params"]),
+                     "full_latency_ms": ref["latency_ms"], "sequences_per_s": m["sequences_per_s"],
+                     "peak_memory_mb": m["peak_memory_mb"]})
+    return pd.DataFrame(rows)
 
 
 def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n: int = 1000,
