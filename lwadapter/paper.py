@@ -273,6 +273,11 @@ def readme_section(text: str, readme=README) -> str:
     return f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
 
 
+KEY_FIGURE_CAPTION = ("Test NDCG@10 of the compact models before healing against the number of layers kept, one "
+                      "curve per criterion and strategy; dashed: the full 32-layer model; star: the same "
+                      "architecture trained from scratch with that many layers.")
+
+
 def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | None = None) -> str:
     """The README's generated results section: the headline table (and the key figure, a path under paper/)."""
     table = headline(datasets, k, results_dir)
@@ -282,4 +287,4 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
             f"(95% paired bootstrap interval); k = {k} of the full model's layers; speed-up of the {k}-layer model "
             "on one CPU batch, measured against the FLOP ratio (`results/<dataset>/compact_eval.csv`).\n\n"
             + markdown_table(table))
-    return text + (f"\n\n![key figure](paper/figures/{figure})" if figure else "")
+    return text + (f"\n\n![key figure](paper/figures/{figure})\n\n*{KEY_FIGURE_CAPTION}*" if figure else "")
