@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks test unit paper clean
+.PHONY: help setup reproduce reproduce-amazon notebooks test unit paper clean benchmark-training
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -31,6 +31,9 @@ test: setup  ## unit tests + strict nbval of every committed notebook (what CI r
 
 unit: setup  ## unit tests only (fast)
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
+
+benchmark-training: setup  ## training throughput at 2/8/32 layers per speed lever -> results/benchmarks/training_throughput.csv
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.throughput
 
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk
 
