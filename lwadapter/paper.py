@@ -135,6 +135,12 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
             out[macro_name(ds, "stopped by patience")] = f"{(trained['stop_reason'] == 'patience').sum()}"
             out[macro_name(ds, "trained models")] = f"{len(trained)}"
             out[macro_name(ds, "label share")] = f"{100 * trained['label_share'].min():.0f}\\%"
+            for arch, frame in trained.groupby("arch"):
+                by_depth = frame.set_index("layers")["ndcg@10"]
+                deepest, shallowest = by_depth.index.max(), by_depth.index.min()
+                out[macro_name(ds, arch, "best depth")] = f"{by_depth.idxmax()}"
+                out[macro_name(ds, arch, "deepest vs shallowest")] = \
+                    "above" if by_depth[deepest] > by_depth[shallowest] else "below"
     if agree is not None:
         for model, frame in agree.groupby("model"):
             frame = frame[frame["criterion"] != "removal_ndcg@10"].sort_values("spearman", ascending=False)
