@@ -366,7 +366,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: not a readable parquet file ({err}); the file is corrupt or truncated, "
+        reason = " ".join(str(err).split())
+        raise DataError(f"{path}: cannot read it as parquet ({reason}); if the file is corrupt or truncated, "
                         "re-download it") from None
 
 
