@@ -26,15 +26,17 @@ from lwadapter.sequences import SequenceData
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """Where a study dataset's corpus comes from and how its items are matched to the study's."""
+    """Where a study dataset's corpus comes from and how its items are matched to the study's: by "id", or by
+    "title" with release years read from the item files of the corpus and of the study (`study_source`)."""
 
     fetch: Callable[[], Path]
-    match: str  # "id" or "title"
+    match: str
+    study_source: Callable[[], Path] | None = None
 
 
 CORPORA = {
     "amazon-electronics": CorpusSource(fetch=lambda: lwdata.AMAZON_DEFAULT, match="id"),
-    "ml-100k": CorpusSource(fetch=lwdata.fetch_movielens_1m, match="title"),
+    "ml-100k": CorpusSource(fetch=lwdata.fetch_movielens_1m, match="title", study_source=lwdata.fetch_movielens),
 }
 
 
@@ -137,7 +139,7 @@ def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None
                                   n_users, seed)
     years = {}
     if source_spec.match == "title":
-        years = {"study_years": lwdata.read_item_years(lwdata.fetch_movielens()),
+        years = {"study_years": lwdata.read_item_years(source_spec.study_source()),
                  "corpus_years": lwdata.read_item_years(path)}
     mapping = item_mapping(study, corpus, source_spec.match, **years)
     files = sorted(path.iterdir()) if path.is_dir() else [path]
