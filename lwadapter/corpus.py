@@ -6,8 +6,8 @@ corpus item index, -1 where the corpus lacks the item) carries a pretrained mode
 (lwadapter.transfer).
 
 - amazon-electronics: the whole shared sample minus every user of the study sample; items match by ASIN.
-- ml-100k: MovieLens-1M (other users, collected 2000-2003 against 1997-1998); items match by title, and by
-  release year where several movies share a title.
+- ml-100k: MovieLens-1M (other users, collected 2000-2003 against 1997-1998); items match by title, with the
+  release year to keep remakes apart.
 """
 
 from collections import defaultdict
@@ -22,6 +22,9 @@ from lwadapter import data as lwdata
 from lwadapter.data import DataError, Preparation, _counts
 from lwadapter.results import sha256_file, write_json
 from lwadapter.sequences import SequenceData
+
+
+YEAR_SLACK = 2  # the same film's year differs by up to 2 between MovieLens-100K and -1M (Drunks: 1995 vs 1997)
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,17 @@ def match_ids(study_ids: list[str], corpus_ids: list[str]) -> list[int]:
 
 def match_titles(study_titles: list[str], study_years: list[str], corpus_titles: list[str],
                  corpus_years: list[str]) -> list[int]:
-    """For each study item, the corpus item with the same title (year left out); where several corpus items
-    share it, the one from the study item's year. -1 where none, or several and the year does not decide."""
+    """For each study item, the corpus item with the same title (year left out), unless both years are known
+    and lie more than YEAR_SLACK apart (a remake); where several remain, the one from the same year. -1 where
+    none remains, or several and the year does not decide."""
     by_title = defaultdict(list)
     for j, title in enumerate(corpus_titles):
         by_title[title].append(j)
     mapping = []
     for title, year in zip(study_titles, study_years):
         found = by_title.get(title, []) if title else []
+        if year:
+            found = [j for j in found if not corpus_years[j] or abs(int(corpus_years[j]) - int(year)) <= YEAR_SLACK]
         if len(found) > 1:
             found = [j for j in found if corpus_years[j] == year]
         mapping.append(found[0] if len(found) == 1 else -1)

@@ -50,10 +50,11 @@ def test_subsample_is_seeded():
 def test_match_titles_uses_the_year_only_to_disambiguate():
     corpus_titles = ["Psycho", "Psycho", "Heat", "Solo"]
     corpus_years = ["1960", "1998", "1995", "1996"]
-    study = [("Psycho", "1998"), ("Psycho", "2020"), ("Psycho", ""), ("Heat", "1996"), ("Nope", "1995"), ("", "")]
+    study = [("Psycho", "1998"), ("Psycho", "2020"), ("Psycho", ""), ("Psycho", "1961"), ("Heat", "1997"),
+             ("Heat", ""), ("Solo", "1937"), ("Nope", "1995"), ("", "")]
     mapping = lwcorpus.match_titles([t for t, _ in study], [y for _, y in study], corpus_titles, corpus_years)
-    assert mapping == [1, -1, -1, 2, -1, -1]
-    assert lwcorpus.matched_share(mapping) == pytest.approx(2 / 6)
+    assert mapping == [1, -1, -1, 0, 2, 2, -1, -1, -1]
+    assert lwcorpus.matched_share(mapping) == pytest.approx(4 / 9)
 
 
 def test_match_ids():
@@ -109,6 +110,9 @@ def test_real_movielens_1m_corpus(isolated_outputs):
     assert all(u.startswith("1m_") for u in corpus.user_ids) and set(corpus.user_ids).isdisjoint(study.user_ids)
     assert card["stages"]["source"] == {"users": 6_040, "items": 3_706, "interactions": 1_000_209}
     assert (card["users"], card["items"], card["interactions"]) == (6_040, 3_416, 999_611)  # 5-core, as the study
-    assert card["study_items_matched"] == {"share": 0.955523, "matched": 1_289, "of": 1_349}
-    titanic = study.item_titles.index("Titanic")  # ML-1M has Titanic (1953) and (1997)
-    assert corpus.item_ids[mapping[titanic]] == "Titanic (1997)"
+    assert card["study_items_matched"] == {"share": 0.954781, "matched": 1_288, "of": 1_349}
+    matched = {study.item_titles[i]: corpus.item_ids[j] for i, j in enumerate(mapping) if j >= 0}
+    assert matched["Titanic"] == "Titanic (1997)"  # ML-1M also has Titanic (1953)
+    assert matched["Conan the Barbarian"] == "Conan the Barbarian (1982)"  # 1981 in ML-100K
+    shall_we_dance = {year: mapping[study.item_ids.index(i)] for i, year in (("251", 1996), ("1286", 1937))}
+    assert shall_we_dance[1996] == -1 and corpus.item_ids[shall_we_dance[1937]] == "Shall We Dance? (1937)"
