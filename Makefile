@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[test]"
 	touch $@
 
-reproduce: setup  ## run notebooks 01.. on MovieLens-100K with papermill -> results/, paper/figures/, results/executed/
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner
+reproduce: setup  ## the study (notebooks/params/study.yaml) on MovieLens-100K with papermill -> results/, paper/, results/executed/
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/study.yaml
 
 reproduce-amazon: setup  ## the same on Amazon Electronics (notebooks/params/amazon.yaml; data from ../shared)
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/amazon.yaml
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/amazon.yaml --params notebooks/params/study.yaml
 
-notebooks: setup  ## re-execute the committed notebooks in place (refreshes their stored outputs)
+notebooks: setup  ## re-execute the committed notebooks in place with their defaults, the CI set (refreshes stored outputs)
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --inplace
 
 test: setup  ## unit tests + strict nbval of every committed notebook (what CI runs)

@@ -80,14 +80,17 @@ def run(selection=None, parameters: dict | None = None, timeout: int = 3600, ker
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="numbers or names, e.g. 01 02 (default: all, in order)")
-    parser.add_argument("--params", help="YAML file of parameters, e.g. notebooks/params/amazon.yaml")
+    parser.add_argument("--params", action="append", default=[],
+                        help="YAML file of parameters, e.g. notebooks/params/amazon.yaml (repeatable: later files win)")
     parser.add_argument("-p", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[],
                         help="override one parameter (VALUE parsed as YAML)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--kernel", default="python3")
     parser.add_argument("--inplace", action="store_true", help="write executed notebooks over the committed ones")
     args = parser.parse_args(argv)
-    params = yaml.safe_load(open(args.params)) if args.params else {}
+    params = {}
+    for path in args.params:
+        params.update(yaml.safe_load(open(path)) or {})
     params.update({k: yaml.safe_load(v) for k, v in args.p})
     run(args.notebooks, params, args.timeout, args.kernel, args.inplace)
 
