@@ -38,6 +38,7 @@ LEVERS = {  # name -> (model keywords, training keywords, threads)
     "batch 256": ({}, {"batch_size": 256}, 2),
     "1 thread (batch 64)": ({}, {"batch_size": 64}, 1),
     "eager attention (batch 64)": ({"attn_implementation": "eager"}, {"batch_size": 64}, 2),
+    "attention dropout 0.1 (batch 64)": ({"dropout": 0.1}, {"batch_size": 64}, 2),
 }
 
 
@@ -45,8 +46,9 @@ def measure(data, n_layers: int, model_kw: dict, train_kw: dict, threads: int, s
     """Tokens per second of one train_recommender epoch (batches, AdamW, validation) on `data`."""
     runtime.THREADS = threads
     runtime.set_seed(seed)
-    attn = model_kw.get("attn_implementation")
-    model = build_recommender(n_items=data.n_items, n_layers=n_layers, **MODEL)
+    model_kw = dict(model_kw)
+    attn = model_kw.pop("attn_implementation", None)
+    model = build_recommender(n_items=data.n_items, n_layers=n_layers, **{**MODEL, **model_kw})
     if attn:
         model.set_attn_implementation(attn)
     start = time.perf_counter()

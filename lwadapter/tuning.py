@@ -1,9 +1,9 @@
 """Choose the training recipe on validation users only: a small grid, every run to convergence, one tidy table.
 
 `python -m lwadapter.tuning --dataset ml-100k --layers 8 -g lr 1e-3 3e-3 -g dropout 0 0.1` trains the default
-recommender (notebook 02's width) for every combination through train_or_load (so a chosen run is reused as a
-cached checkpoint when notebook 02 asks for the same spec) and writes results/<dataset>/tuning.csv: the
-combination, its best validation NDCG@10, epochs, stop reason and compute. Test users are never evaluated here.
+recommender (notebook 02's width and recipe) for every combination through train_or_load (checkpoints cached, so
+a repeated combination is read back, not retrained) and writes results/<dataset>/tuning_<arch>-<layers>L.csv (rows
+accumulate across invocations): the combination, its best validation NDCG@10, epochs, stop reason and compute. Test users are never evaluated here.
 """
 
 import argparse
@@ -22,7 +22,7 @@ from lwadapter.train import train_or_load
 MODEL = dict(arch="llama", hidden=32, heads=2, kv_heads=1, max_len=50, tie_embeddings=True, scaled_init=True,
              dropout=0.0)
 TRAIN = dict(epochs=60, batch_size=64, lr=3e-3, weight_decay=0.0, patience=5, warmup_steps=50, decay="cosine",
-             lr_floor=0.1, stride=None)  # notebook 02's recipe, key for key, so its cache is shared
+             lr_floor=0.1)
 
 
 def parse_value(text: str):
@@ -70,6 +70,9 @@ def main(argv=None) -> None:
     table = grid_search(args.dataset, args.layers, grid, model={"arch": args.arch})
     out = runtime.RESULTS_DIR / args.dataset
     name = f"tuning_{args.arch}-{args.layers}L"
+    if (out / f"{name}.csv").exists():  # runs accumulate across invocations; a combination run again replaces its row
+        table = pd.concat([pd.read_csv(out / f"{name}.csv"), table], ignore_index=True)\
+            .drop_duplicates(subset=[c for c in table.columns if c in {"arch", "layers", *grid}], keep="last")
     write_csv(out / f"{name}.csv", table)
     write_json(out / f"{name}.json", provenance({"command": "python -m lwadapter.tuning " + " ".join(sys.argv[1:] if argv is None else argv),
                                                  "grid": grid, "model": MODEL, "train": TRAIN}, 0))
