@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from lwadapter.results import sha256_file, write_json
 from lwadapter.runtime import DATA_DIR, RESULTS_DIR, ROOT
-from lwadapter.sequences import SequenceData
+from lwadapter.sequences import SequenceData, label_share, training_examples
 
 COLUMNS = ["user", "item", "rating", "timestamp", "row"]
 
@@ -458,8 +458,9 @@ def _counts(frame: pd.DataFrame) -> dict[str, int]:
             "interactions": int(len(frame))}
 
 
-def data_card(data: SequenceData, stages: dict, source: dict) -> dict:
-    """Summary numbers of a prepared dataset (results/<dataset>/data_stats.json)."""
+def data_card(data: SequenceData, stages: dict, source: dict, window: int = 50) -> dict:
+    """Summary numbers of a prepared dataset (results/<dataset>/data_stats.json); `labels`: the training windows of
+    `window` items (notebook 02's max_len) and the share of training interactions they use as labels."""
     lengths = np.array([len(t) + 2 for t in data.train])
     n_inter = int(lengths.sum())
     return {
@@ -472,6 +473,8 @@ def data_card(data: SequenceData, stages: dict, source: dict) -> dict:
                             (("min", 0), ("q25", .25), ("median", .5), ("q75", .75), ("q90", .9), ("max", 1))},
         "splits": {"train": int(lengths.sum() - 2 * data.n_users), "valid": data.n_users, "test": data.n_users},
         "items_with_title": sum(bool(t) for t in data.item_titles),
+        "labels": {"window": window, "windows": len(training_examples(data, window)),
+                   "share": label_share(data, window)},
         "stages": stages,
         "source": source,
     }

@@ -192,6 +192,7 @@ def test_real_amazon_study_sampling(isolated_outputs):
     assert prepared.n_users <= 1000 and prepared.n_items <= 500
     assert card["stages"]["raw"]["interactions"] == 151_075
     assert all(len(t) >= 1 for t in prepared.train)
+    assert card["labels"]["share"] == 1.0 and card["labels"]["windows"] >= prepared.n_users
 
 
 @requires_shared
