@@ -287,6 +287,13 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
     return pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
 
 
+def _depth_order(name: str) -> tuple:
+    """Sort key of a base model: by architecture, deepest first ('llama-32L' -> (False, 'llama', -32)); baselines
+    without a depth (most-popular) last."""
+    arch, _, depth = name.rpartition("-")
+    return (False, arch, -int(depth[:-1])) if depth[:-1].isdigit() and depth.endswith("L") else (True, name, 0)
+
+
 def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
     """Test NDCG@10 of the models trained from scratch to convergence, masked / unmasked, and epochs run (what
     stopped them), one column pair per dataset with a base_models.csv."""
@@ -305,7 +312,8 @@ def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
                                        for n, reason in zip(base["epochs"], base["stop_reason"].fillna(""))]}))
     if not frames:
         return pd.DataFrame()
-    return pd.concat([f.set_index("model") for f in frames], axis=1).fillna("").reset_index()
+    table = pd.concat([f.set_index("model") for f in frames], axis=1).fillna("").reset_index()
+    return table.sort_values("model", key=lambda names: names.map(_depth_order), kind="stable").reset_index(drop=True)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
