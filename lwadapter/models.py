@@ -127,6 +127,16 @@ def model_dtype(model) -> torch.dtype:
     return next(p.dtype for p in model.parameters() if p.is_floating_point())
 
 
+def as_dtype(dtype):
+    """A torch dtype given as itself or by name ("bfloat16", "float32"); None and "auto" pass through."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}: use a torch dtype name such as 'float32' or 'bfloat16'")
+    return value
+
+
 def best_dtype(device) -> torch.dtype:
     """bfloat16 on a CUDA device that supports it, else float32 (the CPU default every committed result uses)."""
     device = torch.device(device)
