@@ -176,7 +176,8 @@ def benchmark(models: dict, batch, repeats: int = 20, warmup: int = 3, threads: 
     return pd.DataFrame(rows)
 
 
-def compare_efficiency(full, compact, batch, repeats: int = 20, warmup: int = 3, threads: int = THREADS) -> pd.DataFrame:
+def compare_efficiency(full, compact, batch, repeats: int = 20, warmup: int = 3,
+                       threads: int = THREADS) -> pd.DataFrame:
     """Full vs compact model measured side by side (see `benchmark`), with the measured speed-up
     (full latency / latency) next to the FLOP ratio (full FLOPs per token / FLOPs per token) and param ratio."""
     table = benchmark({"full": full, "compact": compact}, batch, repeats, warmup, threads)

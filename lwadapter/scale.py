@@ -132,7 +132,8 @@ def distillation_steps(teacher, keep, batches, steps: int, lr: float = 1e-4,
 
 
 def measure(task: str, path: str, dtype: str, n_sequences: int, batch_size: int, threads: int) -> dict:
-    """One measurement on the model saved at `path`, run in its own process: seconds and peak bytes."""
+    """One measurement on the model saved at `path`, run in its own process: seconds, seconds_per_sequence (per
+    calibration sequence; per sequence of the batch for a healing step and a forward pass) and peak_bytes."""
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
@@ -149,14 +150,17 @@ def measure(task: str, path: str, dtype: str, n_sequences: int, batch_size: int,
         distillation_steps(model, KEEP, batches, 1)
         steps, _, peak = peak_memory(lambda: distillation_steps(model, KEEP, batches, 2), "cpu")
         seconds = steps["seconds"].iloc[-1]
+        return {"seconds": seconds, "seconds_per_sequence": seconds / batch_size, "peak_bytes": peak}
     elif task == "speed":
         table = compare_efficiency(model, compact_model(model, KEEP), batches[0], repeats=3, warmup=1,
                                    threads=threads).set_index("model")
-        return {"seconds": table.loc["full", "latency_ms"] / 1000, "speedup": table.loc["compact", "speedup"],
-                "ideal_speedup": table.loc["compact", "flop_ratio"], "peak_bytes": np.nan}
+        seconds = table.loc["full", "latency_ms"] / 1000
+        return {"seconds": seconds, "seconds_per_sequence": seconds / batch_size, "peak_bytes": np.nan,
+                "speedup": table.loc["compact", "speedup"], "ideal_speedup": table.loc["compact", "flop_ratio"]}
     else:
         raise ValueError(f"unknown measurement {task!r}: a criterion ({CRITERIA}), compaction, healing_step or speed")
-    return {"seconds": seconds, "peak_bytes": peak}
+    return {"seconds": seconds, "seconds_per_sequence": seconds / n_sequences if task in SCORERS else np.nan,
+            "peak_bytes": peak}
 
 
 def matmul_tflops(shape: dict, tokens: int, dtype: torch.dtype, threads: int, repeats: int = 5) -> float:
@@ -191,11 +195,10 @@ def run(sizes=tuple(SHAPES), dtype: str = "bfloat16", n_items: int = 4000, text_
             for task in tasks:
                 with spawn.Pool(1) as pool:
                     row = pool.apply(measure, (task, folder, dtype, n_sequences, batch_size, threads))
-                rows.append({"size": size, "params": params, "weight_bytes": size_bytes, "measurement": task,
-                             **row, "seconds_per_sequence": row["seconds"] / n_sequences,
+                rows.append({"size": size, "params": params, "weight_bytes": size_bytes, "measurement": task, **row,
                              "peak_over_weights": row["peak_bytes"] / size_bytes})
-                print(f"{size:>5} {task:<17} {row['seconds']:8.2f} s  peak {rows[-1]['peak_over_weights']:5.2f}x weights",
-                      flush=True)
+                print(f"{size:>5} {task:<17} {row['seconds']:8.2f} s, peak "
+                      f"{rows[-1]['peak_over_weights']:.2f}x weights", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -204,7 +207,8 @@ def llama3_8b_params(n_items: int, length: int) -> int:
     return count_parameters(build(LLAMA3_8B, n_items, length, LLAMA3_TEXT_VOCAB, device="meta"))
 
 
-def extrapolate(measured: pd.DataFrame, target_params: int, speed_ratio: float, n_sequences: int = 1024) -> pd.DataFrame:
+def extrapolate(measured: pd.DataFrame, target_params: int, speed_ratio: float,
+                n_sequences: int = 1024) -> pd.DataFrame:
     """Per criterion: seconds per sequence at `target_params` from a log-log line through the measured sizes, and
     the minutes `n_sequences` take on a device `speed_ratio` times faster than this CPU."""
     if measured["params"].nunique() < 2:
