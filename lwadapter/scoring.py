@@ -119,11 +119,12 @@ def layer_states(model, batch) -> list[torch.Tensor]:
 
     with layer_hooks(model, keep):
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return [states[l].float() for l in range(len(states))]
+    return [states[l] for l in range(len(states))]
 
 
-def _loss(model, batch, labels=None, reduction: str = "none") -> torch.Tensor:
-    """train.next_item_loss with the item logits cast to float32 (a no-op for float32 weights)."""
+def float_item_loss(model, batch, labels=None, reduction: str = "none") -> torch.Tensor:
+    """train.next_item_loss with the item logits cast to float32 (a no-op for float32 weights), so a bfloat16
+    model's losses are not rounded to three digits."""
     labels = batch["labels"] if labels is None else labels
     return item_cross_entropy(item_logits(model, batch["input_ids"], batch["attention_mask"]).float(), labels,
                               reduction)
@@ -132,7 +133,7 @@ def _loss(model, batch, labels=None, reduction: str = "none") -> torch.Tensor:
 def _sequence_losses(model, batch, labels=None) -> torch.Tensor:
     """(B,) mean next-item loss of each sequence over its labelled positions."""
     labels = batch["labels"] if labels is None else labels
-    return _loss(model, batch, labels).sum(dim=1) / (labels != IGNORE).sum(dim=1)
+    return float_item_loss(model, batch, labels).sum(dim=1) / (labels != IGNORE).sum(dim=1)
 
 
 @contextlib.contextmanager
@@ -260,7 +261,7 @@ def _hidden_statistic(criterion, model, batches, statistic, n_boot, seed):
     parts, weights = [], []
     for batch in tqdm(batches, desc=criterion, leave=False):
         batch = to_model_device(model, batch)
-        total, count = statistic(layer_states(model, batch), batch["attention_mask"].bool())
+        total, count = statistic([x.float() for x in layer_states(model, batch)], batch["attention_mask"].bool())
         parts.append(total.cpu())
         weights.append(int(count))
     return _bootstrap(criterion, torch.stack(parts).double(), torch.tensor(weights, dtype=torch.float64),
@@ -334,7 +335,7 @@ def _backward_batches(model, batches, visit, desc: str) -> torch.Tensor:
     for b, batch in enumerate(tqdm(batches, desc=desc, leave=False)):
         batch = to_model_device(model, batch)
         with _streamed_gradients(model, lambda l, p, g: visit(b, l, p, g)):
-            _loss(model, batch, reduction="sum").backward()
+            float_item_loss(model, batch, reduction="sum").backward()
         counts.append(float((batch["labels"] != IGNORE).sum()))
     return torch.tensor(counts)
 
