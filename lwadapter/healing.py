@@ -10,6 +10,7 @@ original indices. Healing trains small adapters on it while the full model acts 
   to the teacher's output at l's original position (w_l: normalised per-layer scores, e.g. Fisher).
 """
 
+import contextlib
 import copy
 import json
 import math
@@ -147,9 +148,10 @@ def hidden_matching_loss(student: list[torch.Tensor], teacher: list[torch.Tensor
     return (weights.to(per_layer) * per_layer).sum()
 
 
-def _recorder(states: dict):
-    """A scoring.layer_hooks callback that stores each layer's output in `states` (output left unchanged)."""
-    return lambda layer, _input, output: states.__setitem__(layer, output)
+def _recording(model, states: dict, on: bool):
+    """While on, scoring.layer_hooks store each layer's output in `states` (output left unchanged)."""
+    return layer_hooks(model, lambda layer, _input, output: states.__setitem__(layer, output)) if on \
+        else contextlib.nullcontext()
 
 
 class DistillationLoss:
@@ -182,10 +184,9 @@ class DistillationLoss:
             raise ValueError(f"student keeps layers {kept} but the teacher has only {len(self.scores)} layers")
         teacher_states, student_states = {}, {}
         self.teacher.to(ids.device)
-        record = self.hidden_weight > 0
-        with torch.no_grad(), layer_hooks(self.teacher, _recorder(teacher_states) if record else lambda *args: None):
+        with torch.no_grad(), _recording(self.teacher, teacher_states, self.hidden_weight > 0):
             teacher_logits = item_logits(self.teacher, ids, attn)
-        with layer_hooks(inner, _recorder(student_states) if record else lambda *args: None):
+        with _recording(inner, student_states, self.hidden_weight > 0):
             logits = item_logits(model, ids, attn)
         loss = item_cross_entropy(logits.float(), labels)
         if self.kd_weight:

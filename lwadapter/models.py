@@ -122,11 +122,6 @@ def to_model_device(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def model_dtype(model) -> torch.dtype:
-    """The floating-point dtype of the model's parameters (float32 unless loaded or cast otherwise)."""
-    return next(p.dtype for p in model.parameters() if p.is_floating_point())
-
-
 def as_dtype(dtype):
     """A torch dtype given as itself or by name ("bfloat16", "float32"); None and "auto" pass through."""
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
@@ -150,8 +145,8 @@ def activation_checkpointing(model, enabled: bool = True):
     Non-reentrant torch checkpointing: each layer's activations are recomputed in the backward pass instead of kept,
     so back-propagation keeps about one hidden state per layer. Hugging Face checkpoints a layer only while it is in
     training mode, so each decoder block (not its attention or MLP, whose dropout stays as it is) is flagged as
-    training for the duration of its own call, in eval mode too; forward hooks on the blocks run once, hooks
-    inside them twice.
+    training for the duration of its own call, in eval mode too. Module hooks run once per forward (the
+    recompute runs none).
     """
     base = getattr(model, "get_base_model", lambda: model)()
     was_on = base.is_activation_checkpointing

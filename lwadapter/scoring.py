@@ -59,12 +59,11 @@ def _frame(criterion: str, score, low=None, high=None) -> pd.DataFrame:
                          "ci_low": nan if low is None else low, "ci_high": nan if high is None else high})
 
 
-def _bootstrap(criterion: str, parts: torch.Tensor, weights: torch.Tensor, reduce=None, n_boot: int = 200,
-               seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Score = reduce(sum of per-batch `parts` / sum of `weights`), with a bootstrap interval over batches."""
-    reduce = reduce or (lambda mean: mean)
+def _bootstrap(criterion: str, parts: torch.Tensor, weights: torch.Tensor, n_boot: int = 200, seed: int = 0,
+               alpha: float = 0.05) -> pd.DataFrame:
+    """Score = sum of per-batch `parts` / sum of `weights`, with a bootstrap interval over batches."""
     n = len(parts)
-    estimate = lambda counts: reduce(counts @ parts / (counts @ weights))  # noqa: E731
+    estimate = lambda counts: counts @ parts / (counts @ weights)  # noqa: E731
     point = estimate(torch.ones(n, dtype=parts.dtype))
     if n_boot == 0:
         return _frame(criterion, point.double().numpy())
