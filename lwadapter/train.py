@@ -1,6 +1,7 @@
 """Training shared by base models, controls and healing; the recommendation loss every step scores with."""
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -11,6 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import extract_model_from_parallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
@@ -48,40 +50,84 @@ class SeededShuffle(Sampler):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
-def train_recommender(model, data: SequenceData, max_len: int | None = None, epochs: int = 20,
-                      batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 3,
-                      seed: int = 0, eval_every: int = 1, loss_fn=next_item_loss, clip: float = 1.0,
-                      warmup_steps: int = 0, desc: str = "train") -> pd.DataFrame:
-    """Train with AdamW on shuffled, seeded batches of `training_examples(data, max_len)`.
+def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, decay: str = "cosine",
+                         floor: float = 0.1) -> float:
+    """Multiplier of the base learning rate at optimiser step `step` (0-based): linear warm-up over
+    `warmup_steps`, then constant (decay='constant') or cosine / linear decay to `floor` at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if decay == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    if decay == "linear":
+        return floor + (1 - floor) * (1 - progress)
+    raise ValueError(f"unknown decay {decay!r}: use 'cosine', 'linear' or 'constant'")
+
+
+def training_flops_per_token(model, loss_fn=None) -> float:
+    """Analytic training FLOPs per input token: the forward pass, the backward pass through the activations (one
+    forward's worth) and the weight gradients of the trainable share of parameters; plus whatever the loss adds
+    per token (`loss_fn.extra_flops_per_token`, e.g. a distillation teacher's forward pass)."""
+    from lwadapter.evaluate import flops_per_token
+
+    params = list(model.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad) / sum(p.numel() for p in params)
+    forward = flops_per_token(extract_model_from_parallel(model).config)
+    return forward * (2 + trainable) + getattr(loss_fn, "extra_flops_per_token", 0)
+
+
+def stop_reason(history: pd.DataFrame, patience: int) -> str:
+    """'patience' when the last `patience` validation evaluations brought no improvement, else 'cap'."""
+    scores = history["valid_ndcg@10"].dropna().tolist()
+    best = scores.index(max(scores))
+    return "patience" if len(scores) - 1 - best >= patience else "cap"
+
+
+def train_recommender(model, data: SequenceData, max_len: int | None = None, stride: int | None = None,
+                      epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+                      patience: int = 5, seed: int = 0, eval_every: int = 1, loss_fn=next_item_loss,
+                      clip: float = 1.0, warmup_steps: int = 0, decay: str = "cosine", lr_floor: float = 0.1,
+                      desc: str = "train") -> pd.DataFrame:
+    """Train with AdamW on shuffled, seeded batches of `training_examples(data, max_len, stride)` (every training
+    interaction a label once), until validation NDCG@10 stops improving.
 
     Only parameters with requires_grad are optimised, with `loss_fn(model, batch)` (default: next-item
-    cross-entropy at every position), gradient-norm clipping at `clip` and a linear learning-rate warm-up over
-    the first `warmup_steps` optimiser steps. Every `eval_every` epochs (and after
-    the last) the validation NDCG@10 is measured; training stops after `patience` evaluations without
-    improvement and the best weights are restored. max_len defaults to the model's config.max_history.
-    Returns the learning curve: epoch, train_loss, valid_ndcg@10 (NaN on epochs without evaluation).
+    cross-entropy at every labelled position) and gradient-norm clipping at `clip`. Learning rate: linear warm-up
+    over `warmup_steps` optimiser steps, then `decay` ('cosine', 'linear' or 'constant') to `lr_floor` x lr at the
+    cap of `epochs` epochs. Every `eval_every` epochs (and after the last) the validation NDCG@10 is measured;
+    training stops after `patience` evaluations without improvement and the best weights are restored.
+    max_len defaults to the model's config.max_history.
+    Returns the learning curve, one row per epoch: epoch, train_loss, valid_ndcg@10 (NaN on epochs without
+    evaluation), lr (at the epoch's end), and the cumulative steps, tokens (input tokens, BOS included) and
+    analytic training flops (training_flops_per_token x tokens).
     """
     from lwadapter.evaluate import evaluate_model, history_window
 
     runtime.set_seed(seed)
-    examples = training_examples(data, max_len or history_window(model))
+    examples = training_examples(data, max_len or history_window(model), stride)
     if not examples:
         raise ValueError(f"dataset {data.name!r} has no training sequences")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no parameter requires grad: unfreeze the ones to train")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))
     tokens = special_tokens(model)
     loader = DataLoader(examples, batch_size=batch_size, sampler=SeededShuffle(len(examples), seed),
                         collate_fn=lambda b: collate(b, *tokens))
+    epoch_tokens = sum(len(inputs) + 1 for inputs, _ in examples)
+    flops = training_flops_per_token(model, loss_fn)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    total_steps = epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, warmup_steps, total_steps, decay, lr_floor))
     accelerator = Accelerator()
     net, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    rows, best, best_state, stale = [], float("-inf"), None, 0
+    rows, best, best_state, stale, steps = [], float("-inf"), None, 0, 0
     bar = tqdm(range(1, epochs + 1), desc=desc)
     for epoch in bar:
         net.train()
-        losses = []
+        total = torch.zeros((), device=accelerator.device)
         for batch in loader:
             loss = loss_fn(net, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -89,8 +135,11 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, epo
             accelerator.clip_grad_norm_(params, clip)
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
-        row = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "valid_ndcg@10": float("nan")}
+            total += loss.detach().float()  # summed on the device: no host sync per step
+        steps += len(loader)
+        row = {"epoch": epoch, "train_loss": total.item() / len(loader), "valid_ndcg@10": float("nan"),
+               "lr": schedule.get_last_lr()[0], "steps": steps, "tokens": epoch * epoch_tokens,
+               "flops": epoch * epoch_tokens * flops}
         if epoch % eval_every == 0 or epoch == epochs:
             row["valid_ndcg@10"] = evaluate_model(model, data, split="valid")["ndcg@10"].mean()
             if row["valid_ndcg@10"] > best:
@@ -111,17 +160,39 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, epo
 
 @dataclass
 class Trained:
-    """A trained (or cache-loaded) recommender with its learning curve and training time."""
+    """A trained (or cache-loaded) recommender with its learning curve and run information (meta.json)."""
 
     model: torch.nn.Module
     history: pd.DataFrame
-    train_seconds: float
+    meta: dict
     path: Path
+
+    @property
+    def train_seconds(self) -> float:
+        return self.meta["train_seconds"]
 
     @property
     def epochs(self) -> int:
         """Epochs actually run (early stopping included)."""
         return len(self.history)
+
+    def record(self) -> dict:
+        """What the run cost and how it ended: epochs, best_epoch, stop_reason, steps, train_tokens,
+        train_flops (analytic) and train_seconds (wall)."""
+        last = self.history.iloc[-1]
+        return {"epochs": self.epochs, "best_epoch": int(self.history["valid_ndcg@10"].idxmax()) + 1,
+                "stop_reason": self.meta["stop_reason"], "steps": int(last["steps"]),
+                "train_tokens": int(last["tokens"]), "train_flops": float(last["flops"]),
+                "train_seconds": self.train_seconds}
+
+
+def fit(train_fn, train: dict) -> tuple[torch.nn.Module, pd.DataFrame, dict]:
+    """Run `train_fn()` (returns the model and its learning curve) and add the run information that
+    train_or_load and heal_or_load store: wall seconds and stop reason under `train`'s patience."""
+    start = time.perf_counter()
+    model, history = train_fn()
+    return model, history, {"train_seconds": time.perf_counter() - start,
+                            "stop_reason": stop_reason(history, train.get("patience", 5))}
 
 
 def data_checksum(data: SequenceData) -> str:
@@ -164,7 +235,7 @@ def load_trained(path: Path, device=None, dtype=None, device_map=None) -> Traine
     if device is not None:
         model.to(device)
     model.eval()
-    return Trained(model, pd.read_csv(path / "history.csv"), meta["train_seconds"], path)
+    return Trained(model, pd.read_csv(path / "history.csv"), meta, path)
 
 
 def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed: int = 0,
@@ -177,10 +248,8 @@ def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed:
     if force or not (path / "meta.json").exists():
         runtime.set_seed(seed)
         net = recommender_from_spec(model, data.n_items)
-        start = time.perf_counter()
-        history = train_recommender(net, data, seed=seed, desc=name, **train)
-        seconds = time.perf_counter() - start
+        net, history, run = fit(lambda: (net, train_recommender(net, data, seed=seed, desc=name, **train)), train)
         save_checkpoint(path, net.save_pretrained, history,
-                        {"name": name, "train_seconds": seconds, "data": data_checksum(data), "code": code_version(),
+                        {"name": name, **run, "data": data_checksum(data), "code": code_version(),
                          **provenance({"model": model, "train": train}, seed)})
     return load_trained(path)

@@ -98,3 +98,33 @@ def test_compact_eval_assembles_the_table():
     mean = {name: frame["ndcg@10"].mean() for name, frame in results.items()}
     assert table.loc[1, "quality_kept"] == pytest.approx(mean["x"] / mean["full"])
     assert table.loc[2, "quality_kept"] == pytest.approx(mean["x"] / mean["full2"])  # each against its reference
+
+
+def test_compact_eval_adds_the_unmasked_protocol_when_given():
+    results = {"full": per_user(random_ndcg(0)), "x": per_user(random_ndcg(1))}
+    unmasked = {"full": per_user(random_ndcg(3)), "x": per_user(random_ndcg(4))}
+    variants = pd.DataFrame({"name": ["full", "x"], "reference": ["full", "full"], "model": ["m", "m"],
+                             "criterion": ["none", "fisher"], "strategy": ["full", "top-k"], "k": [6, 2],
+                             "kept_layers": ["0 1 2 3 4 5", "0 1"], "healed": [False, False],
+                             "adapter": ["none", "none"]})
+    speed = pd.DataFrame({"name": ["x"], "latency_ms": [1.0], "speedup": [2.0], "ideal_speedup": [2.5],
+                          "params": [40], "full_latency_ms": [2.0], "sequences_per_s": [2.0], "peak_memory_mb": [0.5]})
+    table = compact_eval(variants, results, speed, per_user_unmasked=unmasked)
+    assert table["ndcg@10_unmasked"].tolist() == pytest.approx([unmasked[n]["ndcg@10"].mean() for n in ("full", "x")])
+    assert table["ndcg@10"].tolist() == pytest.approx([results[n]["ndcg@10"].mean() for n in ("full", "x")])
+    assert compact_eval(variants, results, speed)["ndcg@10_unmasked"].isna().all()
+
+
+def test_training_compute_counts_each_route():
+    table = pd.DataFrame({"model": ["m", "m", "m"], "criterion": ["none", "none", "fisher"],
+                          "strategy": ["full", "scratch", "top-k"], "k": [4, 2, 2], "kept_layers": ["", "", "0 3"],
+                          "healed": [False, False, True], "adapter": ["none", "none", "lora"],
+                          "ndcg@10": [0.3, 0.2, 0.25]})
+    base = pd.DataFrame({"arch": ["m", "m"], "layers": [4, 2], "train_flops": [100.0, 40.0]})
+    healing = pd.DataFrame({"model": ["m"], "kept_layers": ["0 3"], "adapter": ["lora"], "train_flops": [5.0]})
+    routes = compare.training_compute(table, base, healing).set_index("route")
+    assert routes.loc["from scratch", "train_flops"] == 40.0 and routes.loc["from scratch", "ndcg@10"] == 0.2
+    assert routes.loc["prune + heal", "train_flops"] == 5.0
+    assert routes.loc["prune + heal, teacher included", "train_flops"] == 105.0
+    assert routes.loc["prune + heal", "method"] == "fisher / top-k + lora"
+    assert list(compare.training_compute(table, base, None)["route"]) == ["from scratch"]

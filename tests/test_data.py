@@ -192,6 +192,7 @@ def test_real_amazon_study_sampling(isolated_outputs):
     assert prepared.n_users <= 1000 and prepared.n_items <= 500
     assert card["stages"]["raw"]["interactions"] == 151_075
     assert all(len(t) >= 1 for t in prepared.train)
+    assert card["labels"]["share"] == 1.0 and card["labels"]["windows"] >= prepared.n_users
 
 
 @requires_shared
@@ -199,3 +200,38 @@ def test_real_amazon_2014_ratings_head():
     frame, _ = lwdata.read_interactions(os.path.join(SHARED, "ratings_Electronics-2014-head", "ratings_Electronics.csv"))
     assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (50_698, 47_141, 3_529)
     assert frame["rating"].value_counts()[5.0] == 28_064
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "footer"])
+def test_corrupt_parquet_names_file(isolated_outputs, damage):
+    path = write_fixtures(isolated_outputs)["parquet"]
+    content = path.read_bytes()
+    meta = len(content) - 8 - int.from_bytes(content[-8:-4], "little")  # where the footer metadata starts
+    path.write_bytes({"truncated": content[: len(content) // 2], "garbage": b"not parquet at all" * 10,
+                      "footer": content[:meta] + bytes(50) + content[meta + 50:]}[damage])  # footer: OSError
+    with pytest.raises(DataError, match=r"Electronics\.parquet: cannot read it as parquet .*re-download it"):
+        lwdata.prepare_dataset("amazon-electronics", path)
+    assert _written(isolated_outputs) == []
+
+
+def test_item_years_from_recbole_and_grouplens_item_files(tmp_path):
+    (tmp_path / "toy.inter").write_text("user_id:token\titem_id:token\n")
+    (tmp_path / "toy.item").write_text("item_id:token\tmovie_title:token\trelease_year:float\n"
+                                       "1\tToy Story\t1995.0\n2\tunknown\t\n")
+    assert lwdata.read_item_years(tmp_path / "toy.inter") == {"1": "1995"}
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "u.data").write_text("1\t1\t5\t100\n")
+    (tmp_path / "ml" / "u.item").write_text("1|Toy Story (1995)|01-Jan-1995\n2|unknown|\n")
+    assert lwdata.read_item_years(tmp_path / "ml") == {"1": "1995"}
+
+
+def test_movielens_1m_fetch_verifies_checksums(tmp_path):
+    raw = lwdata.fetch_movielens_1m(tmp_path / "ml-1m")
+    frame, titles = lwdata.read_interactions(raw)
+    assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (1_000_209, 6_040, 3_706)
+    assert titles["Toy Story (1995)"] == "Toy Story"
+    assert lwdata.read_item_years(raw)["Titanic (1953)"] == "1953"
+    assert lwdata.fetch_movielens_1m(tmp_path / "ml-1m") == raw  # cached copy reused
+    (raw / "ml-1m.item").write_text("tampered")
+    with pytest.raises(DataError, match="checksum mismatch.*ml-1m.item.*Delete"):
+        lwdata.fetch_movielens_1m(tmp_path / "ml-1m")

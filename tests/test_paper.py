@@ -85,6 +85,17 @@ def test_dataset_macros_quote_the_named_rows_at_k():
     assert "MlHundredKLlamaRandomHealedKept" not in macros  # no such row
 
 
+def test_dataset_macros_describe_the_base_models_at_convergence():
+    base = pd.DataFrame({"model": ["llama-2L", "llama-32L", "most-popular"], "arch": ["llama", "llama", "popularity"],
+                         "layers": [2, 32, 0], "ndcg@10": [0.12, 0.10, 0.05], "ndcg@10_unmasked": [0.07, 0.06, 0.01],
+                         "stop_reason": ["patience", "cap", None], "label_share": [1.0, 1.0, float("nan")]})
+    macros = paper.dataset_macros("ml-100k", {"base_models": base}, None, None, k=2)
+    assert macros["MlHundredKLlamaThirtyTwoLUnmaskedNdcg"] == "0.060"
+    assert macros["MlHundredKStoppedByPatience"] == "1" and macros["MlHundredKTrainedModels"] == "2"
+    assert macros["MlHundredKLabelShare"] == "100\\%"
+    assert macros["MlHundredKLlamaBestDepth"] == "2" and macros["MlHundredKLlamaDeepestVsShallowest"] == "below"
+
+
 def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp_path):
     """The CI check of the paper: rebuild from the committed results/ with notebook 07's parameters."""
     params = notebook_parameters(NOTEBOOK_07)
@@ -99,3 +110,13 @@ def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp
     section = paper.readme_results(params["datasets"], params["k"], figure=params["key_figure"])
     assert paper.readme_section(section) == paper.README.read_text(), "README results differ: rerun notebook 07"
     assert (ROOT / "paper" / "figures" / params["key_figure"]).exists()
+
+
+def test_base_headline_reports_both_protocols_and_the_stop(tmp_path):
+    (tmp_path / "ml-100k").mkdir()
+    pd.DataFrame({"model": ["llama-2L", "most-popular"], "ndcg@10": [0.1, 0.05], "ndcg@10_unmasked": [0.06, 0.01],
+                  "epochs": [12, 0], "stop_reason": ["patience", None]}).to_csv(tmp_path / "ml-100k" / "base_models.csv",
+                                                                              index=False)
+    table = paper.base_headline(["ml-100k", "missing"], results_dir=tmp_path)
+    assert table.iloc[0].tolist() == ["llama-2L", "0.1000 / 0.0600", "12 (patience)"]
+    assert table.iloc[1].tolist() == ["most-popular", "0.0500 / 0.0100", ""]

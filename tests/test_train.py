@@ -7,11 +7,12 @@ import torch
 from lwadapter import train as train_module
 from lwadapter.evaluate import evaluate_model, score_histories
 from lwadapter.models import special_tokens
-from lwadapter.sequences import collate, training_examples
-from lwadapter.train import next_item_loss, train_or_load, train_recommender
+from lwadapter.sequences import IGNORE, SequenceData, collate, label_share, training_examples
+from lwadapter.train import (learning_rate_factor, next_item_loss, stop_reason, train_or_load, train_recommender,
+                             training_flops_per_token)
 from tests.synthetic import cyclic_data, tiny
 
-FAST = dict(epochs=4, batch_size=16, lr=1e-2, patience=2)
+FAST = dict(epochs=4, batch_size=16, lr=1e-2, patience=2, decay="constant")
 SPEC = dict(arch="qwen3", n_layers=2, hidden=16, heads=2, kv_heads=1, max_len=10)
 
 
@@ -30,7 +31,7 @@ def test_training_lowers_the_loss_and_restores_the_best_epoch(arch, data):
     model = tiny(arch)
     before = train_loss(model, data)
     history = train_recommender(model, data, **FAST)
-    assert list(history.columns) == ["epoch", "train_loss", "valid_ndcg@10"]
+    assert list(history.columns) == ["epoch", "train_loss", "valid_ndcg@10", "lr", "steps", "tokens", "flops"]
     assert train_loss(model, data) < 0.8 * before
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     restored = evaluate_model(model, data, split="valid")["ndcg@10"].mean()
@@ -86,8 +87,10 @@ def test_train_or_load_reuses_the_checkpoint_with_identical_output(data, tmp_pat
 
     monkeypatch.setattr(train_module, "train_recommender", no_training)
     cached = train_or_load("tiny", data, SPEC, FAST, seed=1)
-    assert cached.path == fresh.path and cached.train_seconds == fresh.train_seconds
+    assert cached.path == fresh.path and cached.record() == fresh.record()
     assert cached.epochs == fresh.epochs == len(fresh.history)
+    assert set(fresh.record()) == {"epochs", "best_epoch", "stop_reason", "steps", "train_tokens", "train_flops",
+                                   "train_seconds"}
     pd.testing.assert_frame_equal(cached.history, fresh.history)
     histories, targets = data.histories("test")
     assert torch.equal(score_histories(cached.model, histories, targets),
@@ -112,3 +115,48 @@ def test_load_trained_places_the_model_in_the_requested_dtype_and_device(data, t
                                rtol=0.05, atol=0.1)
     with pytest.raises(ValueError, match="'bf16'"):
         train_module.load_trained(path, dtype="bf16")
+
+
+@pytest.mark.parametrize("stride", [None, 10, 4, 1])
+def test_every_training_item_is_a_label_exactly_once_and_never_a_held_out_item(stride):
+    data = SequenceData("toy", [f"i{i}" for i in range(100)], ["a", "b", "c"],
+                        [list(range(23)), list(range(30, 37)), [50]], [90, 91, 92], [95, 96, 97])
+    examples = training_examples(data, 10, stride)
+    labels = [lab for _, labels in examples for lab in labels if lab != IGNORE]
+    assert sorted(labels) == sorted(i for items in data.train for i in items)
+    assert not set(labels) & (set(data.valid) | set(data.test))
+    assert all(len(labels) <= 10 and len(inputs) == len(labels) - 1 for inputs, labels in examples)
+    for inputs, labels in examples:  # a label's input context is the items just before it, in order
+        window = inputs + [labels[-1]]
+        assert window == sorted(window) and all(b - a == 1 for a, b in zip(window, window[1:]))
+    assert label_share(data, 10, stride) == 1.0
+    if stride == 4:  # overlapping windows: later windows label only their last 4 items
+        assert next(labels for _, labels in examples if 22 in labels) == [IGNORE] * 6 + [19, 20, 21, 22]
+    with pytest.raises(ValueError, match="stride"):
+        training_examples(data, 10, 11)
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    factors = [learning_rate_factor(s, 10, 110, "cosine", 0.1) for s in range(111)]
+    assert factors[0] < factors[9] < 1.0 and factors[10] == 1.0
+    assert factors[110] == pytest.approx(0.1) and all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert learning_rate_factor(60, 10, 110, "linear", 0.0) == pytest.approx(0.5)
+    assert learning_rate_factor(60, 10, 110, "constant") == 1.0
+    with pytest.raises(ValueError, match="decay"):
+        learning_rate_factor(60, 10, 110, "step")
+
+
+def test_stop_reason_and_compute_columns(data):
+    capped = train_recommender(tiny(), data, epochs=2, batch_size=16, lr=1e-2, patience=5)
+    assert stop_reason(capped, 5) == "cap"
+    frozen = train_recommender(tiny(), data, epochs=30, batch_size=16, lr=0.0, patience=2)
+    assert stop_reason(frozen, 2) == "patience"
+    steps_per_epoch = -(-len(training_examples(data, 10)) // 16)
+    assert capped["steps"].tolist() == [steps_per_epoch, 2 * steps_per_epoch]
+    tokens = sum(len(inputs) + 1 for inputs, _ in training_examples(data, 10))
+    assert capped["tokens"].tolist() == [tokens, 2 * tokens]
+    model = tiny()
+    assert capped["flops"].tolist() == pytest.approx([f * training_flops_per_token(model) for f in (tokens, 2 * tokens)])
+    for name, p in model.named_parameters():  # a frozen backbone costs forward + activation backward only
+        p.requires_grad = "lm_head" in name
+    assert 2 < training_flops_per_token(model) / training_flops_per_token(tiny()) * 3 < 3
