@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks test unit paper clean benchmark-training
+.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -31,6 +31,12 @@ test: setup  ## unit tests + strict nbval of every committed notebook (what CI r
 
 unit: setup  ## unit tests only (fast)
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
+
+scale: setup  ## CPU scale benchmark (~10 min, 1 thread) -> results/benchmarks/scale.{csv,json}, paper/figures/scale_cost.*
+	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(BIN)/python -m lwadapter.scale
+
+gpu-check: setup  ## one GPU: criteria, compaction, 20 healing steps, speed on a Llama-3-8B shape -> results/gpu/*.csv
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.gpu_check $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 benchmark-training: setup  ## training throughput at 2/8/32 layers per speed lever -> results/benchmarks/training_throughput.csv
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.throughput

@@ -69,8 +69,9 @@ def only_layers(model, keep):
 
 def compact_model(model, keep):
     """A new model holding deep copies of only the decoder layers `keep` (indices into its current layers, any
-    order; kept in model order); `model` is left unchanged. `config.kept_layers` composes: it lists indices of
-    the original model, `config.source_num_hidden_layers` that model's depth."""
+    order; kept in model order), on `model`'s device and in its dtype; `model` is left unchanged.
+    `config.kept_layers` composes: it lists indices of the original model, `config.source_num_hidden_layers` that
+    model's depth."""
     keep = validate_keep(keep, len(decoder_layers(model)))
     original = kept_layers(model)
     source = getattr(model.config, "source_num_hidden_layers", None) or model.config.num_hidden_layers

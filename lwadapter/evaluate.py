@@ -146,23 +146,25 @@ def peak_memory_bytes(model, batch) -> int:
     return int(max(0, np.cumsum([delta for _, delta in records]).max(initial=0)))
 
 
-def benchmark(models: dict, batch, repeats: int = 20, warmup: int = 3) -> pd.DataFrame:
+def benchmark(models: dict, batch, repeats: int = 20, warmup: int = 3, threads: int = THREADS) -> pd.DataFrame:
     """Forward latency of several models on one fixed batch, measured interleaved in one run.
 
-    Threads are fixed (runtime.THREADS), each model gets `warmup` untimed passes, then every repeat times each
-    model once (order rotated per repeat); latency is the median. One row per model: params, flops_per_token,
-    latency_ms, sequences_per_s, tokens_per_s, peak_memory_mb. A benchmark, never a test assertion.
+    CPU threads are fixed (`threads`), the batch is placed on each model's device beforehand (CUDA is synchronised
+    around every timed pass), each model gets `warmup` untimed passes, then every repeat times each model once
+    (order rotated per repeat); latency is the median. One row per model: params, flops_per_token, latency_ms,
+    sequences_per_s, tokens_per_s, peak_memory_mb. A benchmark, never a test assertion.
     """
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     names = list(models)
-    for model in models.values():
+    placed = {name: to_model_device(model, batch) for name, model in models.items()}
+    for name, model in models.items():
         model.eval()
         for _ in range(warmup):
-            _forward(model, batch)
+            _forward(model, placed[name])
     times = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            times[name].append(_timed(models[name], batch))
+            times[name].append(_timed(models[name], placed[name]))
     n_seq, n_tok = batch["input_ids"].shape[0], int(batch["attention_mask"].sum())
     rows = []
     for name in names:
@@ -170,14 +172,15 @@ def benchmark(models: dict, batch, repeats: int = 20, warmup: int = 3) -> pd.Dat
         rows.append({"model": name, "params": count_parameters(models[name]),
                      "flops_per_token": flops_per_token(models[name].config), "latency_ms": 1000 * latency,
                      "sequences_per_s": n_seq / latency, "tokens_per_s": n_tok / latency,
-                     "peak_memory_mb": peak_memory_bytes(models[name], batch) / 2**20})
+                     "peak_memory_mb": peak_memory_bytes(models[name], placed[name]) / 2**20})
     return pd.DataFrame(rows)
 
 
-def compare_efficiency(full, compact, batch, repeats: int = 20, warmup: int = 3) -> pd.DataFrame:
+def compare_efficiency(full, compact, batch, repeats: int = 20, warmup: int = 3,
+                       threads: int = THREADS) -> pd.DataFrame:
     """Full vs compact model measured side by side (see `benchmark`), with the measured speed-up
     (full latency / latency) next to the FLOP ratio (full FLOPs per token / FLOPs per token) and param ratio."""
-    table = benchmark({"full": full, "compact": compact}, batch, repeats, warmup)
+    table = benchmark({"full": full, "compact": compact}, batch, repeats, warmup, threads)
     ref = table.iloc[0]
     table["speedup"] = ref["latency_ms"] / table["latency_ms"]
     table["flop_ratio"] = ref["flops_per_token"] / table["flops_per_token"]

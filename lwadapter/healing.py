@@ -10,6 +10,7 @@ original indices. Healing trains small adapters on it while the full model acts 
   to the teacher's output at l's original position (w_l: normalised per-layer scores, e.g. Fisher).
 """
 
+import contextlib
 import copy
 import json
 import math
@@ -25,7 +26,7 @@ from torch import nn
 
 from lwadapter.compact import compact_model, kept_layers, validate_keep
 from lwadapter.evaluate import flops_per_token
-from lwadapter.models import decoder_layers, item_logits
+from lwadapter.models import activation_checkpointing, decoder_layers, item_logits
 from lwadapter.results import content_hash, provenance, sha256_file, write_json
 from lwadapter.runtime import set_seed
 from lwadapter.scoring import layer_hooks
@@ -127,11 +128,12 @@ def merged(model: PeftModel):
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor,
                       temperature: float) -> torch.Tensor:
-    """T^2 * KL(teacher || student) of the temperature-softened distributions, averaged over positions in `mask`."""
+    """T^2 * KL(teacher || student) of the temperature-softened distributions, averaged over positions in `mask`;
+    computed in float32 whatever the logits' dtype."""
     if temperature <= 0:
         raise ValueError(f"distillation temperature must be positive, got {temperature!r}")
-    kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
-                  F.log_softmax(teacher_logits / temperature, dim=-1),
+    kl = F.kl_div(F.log_softmax(student_logits.float() / temperature, dim=-1),
+                  F.log_softmax(teacher_logits.float() / temperature, dim=-1),
                   log_target=True, reduction="none").sum(-1)
     mask = mask.to(kl.dtype)
     return (kl * mask).sum() / mask.sum().clamp(min=1) * temperature**2
@@ -147,14 +149,16 @@ def hidden_matching_loss(student: list[torch.Tensor], teacher: list[torch.Tensor
     return (weights.to(per_layer) * per_layer).sum()
 
 
-def _recorder(states: dict):
-    """A scoring.layer_hooks callback that stores each layer's output in `states` (output left unchanged)."""
-    return lambda layer, _input, output: states.__setitem__(layer, output)
+def _recording(model, states: dict, on: bool):
+    """While on, scoring.layer_hooks store each layer's output in `states` (output left unchanged)."""
+    return layer_hooks(model, lambda layer, _input, output: states.__setitem__(layer, output)) if on \
+        else contextlib.nullcontext()
 
 
 class DistillationLoss:
     """`loss_fn(model, batch)` for lwadapter.train.train_recommender: next-item cross-entropy plus distillation from
-    the full `teacher` (put in eval mode; its logits computed under no_grad on the same batch). With
+    the full `teacher` (put in eval mode and moved to the batch's device; its logits computed under no_grad on the
+    same batch, so none of its activations is kept; its hidden states recorded only when matched). With
     hidden_weight > 0 each kept layer's output is matched to the teacher's output at its original position,
     weighted by `layer_scores` (one non-negative score per teacher layer, e.g. Fisher; normalised over the kept
     layers; uniform when None)."""
@@ -182,11 +186,11 @@ class DistillationLoss:
             raise ValueError(f"student keeps layers {kept} but the teacher has only {len(self.scores)} layers")
         teacher_states, student_states = {}, {}
         self.teacher.to(ids.device)
-        with torch.no_grad(), layer_hooks(self.teacher, _recorder(teacher_states)):
+        with torch.no_grad(), _recording(self.teacher, teacher_states, self.hidden_weight > 0):
             teacher_logits = item_logits(self.teacher, ids, attn)
-        with layer_hooks(inner, _recorder(student_states)):
+        with _recording(inner, student_states, self.hidden_weight > 0):
             logits = item_logits(model, ids, attn)
-        loss = item_cross_entropy(logits, labels)
+        loss = item_cross_entropy(logits.float(), labels)
         if self.kd_weight:
             loss = loss + self.kd_weight * distillation_loss(logits, teacher_logits, labels != IGNORE,
                                                              self.temperature)
@@ -200,14 +204,17 @@ class DistillationLoss:
 
 def heal(compact, teacher, data: SequenceData, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
          bridge_rank: int | None = None, temperature: float = 2.0, kd_weight: float = 1.0,
-         hidden_weight: float = 0.0, layer_scores=None, seed: int = 0, **train) -> tuple[PeftModel, pd.DataFrame]:
+         hidden_weight: float = 0.0, layer_scores=None, seed: int = 0, checkpointing: bool = False,
+         **train) -> tuple[PeftModel, pd.DataFrame]:
     """Attach adapters to `compact` (in place) and train them with DistillationLoss from `teacher` through
     lwadapter.train.train_recommender (`train`: epochs, lr, batch_size, patience, ...; early stopping on validation
-    NDCG@10, best adapter weights restored). Returns the PeftModel and its learning curve."""
+    NDCG@10, best adapter weights restored); `checkpointing` recomputes the student's layer activations in the
+    backward pass (models.activation_checkpointing). Returns the PeftModel and its learning curve."""
     set_seed(seed)
     model = attach_adapters(compact, rank, alpha, dropout, bridge_rank)
     loss_fn = DistillationLoss(teacher, temperature, kd_weight, hidden_weight, layer_scores)
-    history = train_recommender(model, data, seed=seed, loss_fn=loss_fn, **train)
+    with activation_checkpointing(model, checkpointing):
+        history = train_recommender(model, data, seed=seed, loss_fn=loss_fn, **train)
     return model, history
 
 

@@ -1,4 +1,6 @@
-"""Build or load decoder-only Hugging Face recommenders and reach their decoder layers."""
+"""Build or load decoder-only Hugging Face recommenders, reach their decoder layers, place their inputs."""
+
+import contextlib
 
 import torch
 from accelerate.utils import extract_model_from_parallel
@@ -119,6 +121,59 @@ def to_model_device(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Te
     """The batch's tensors moved to the device of the model's parameters (a GPU-hosted checkpoint, say)."""
     device = next(model.parameters()).device
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def as_dtype(dtype):
+    """A torch dtype given as itself or by name ("bfloat16", "float32"); None and "auto" pass through."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}: use a torch dtype name such as 'float32' or 'bfloat16'")
+    return value
+
+
+def best_dtype(device) -> torch.dtype:
+    """bfloat16 on a CUDA device that supports it, else float32 (the CPU default every committed result uses)."""
+    device = torch.device(device)
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
+@contextlib.contextmanager
+def activation_checkpointing(model, enabled: bool = True):
+    """Activation (gradient) checkpointing of the decoder layers switched on (or off) inside the block, restored after.
+
+    Non-reentrant torch checkpointing: each layer's activations are recomputed in the backward pass instead of kept,
+    so back-propagation keeps about one hidden state per layer. Hugging Face checkpoints a layer only while it is in
+    training mode, so each decoder block (not its attention or MLP, whose dropout stays as it is) is flagged as
+    training for the duration of its own call, in eval mode too. Module hooks run once per forward (the
+    recompute runs none).
+    """
+    base = getattr(model, "get_base_model", lambda: model)()
+    was_on = base.is_activation_checkpointing
+    flags = {}
+
+    def enter(layer, args):
+        flags[layer] = layer.training
+        layer.training = True
+
+    def leave(layer, args, output):
+        layer.training = flags.pop(layer)
+
+    handles = []
+    if enabled:
+        base.activation_checkpointing_enable({"use_reentrant": False})
+        handles = [h for layer in decoder_layers(model) for h in (layer.register_forward_pre_hook(enter),
+                                                                     layer.register_forward_hook(leave))]
+    elif was_on:
+        base.activation_checkpointing_disable()
+    try:
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+        if enabled != was_on:
+            (base.activation_checkpointing_enable if was_on else base.activation_checkpointing_disable)()
 
 
 def special_tokens(model) -> tuple[int, int, int]:

@@ -6,10 +6,9 @@ import torch
 from tqdm.auto import tqdm
 
 from lwadapter.compact import only_layers
-from lwadapter.models import decoder_layers
-from lwadapter.scoring import angular_distance, layer_states
+from lwadapter.models import decoder_layers, to_model_device
+from lwadapter.scoring import angular_distance, float_item_loss, layer_states
 from lwadapter.sequences import IGNORE
-from lwadapter.train import next_item_loss
 
 
 def _check_k(k: int, n_layers: int) -> None:
@@ -81,7 +80,7 @@ class CalibrationLoss:
     layer receives the embedding output unchanged, as in Llama, Mistral and Qwen)."""
 
     def __init__(self, model, batches):
-        self.model, self.batches = model.eval(), batches
+        self.model, self.batches = model.eval(), [to_model_device(model, b) for b in batches]
         self.tokens = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
 
     @torch.no_grad()
@@ -90,7 +89,7 @@ class CalibrationLoss:
             self.model.get_input_embeddings().register_forward_hook(lambda module, args, out: start)
         try:
             with only_layers(self.model, layers) as view:
-                return float(next_item_loss(view, batch, reduction="sum"))
+                return float(float_item_loss(view, batch, reduction="sum"))
         finally:
             if hook is not None:
                 hook.remove()

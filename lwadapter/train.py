@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 
 import lwadapter
 from lwadapter import runtime
-from lwadapter.models import item_logits, recommender_from_spec, special_tokens
+from lwadapter.models import as_dtype, item_logits, recommender_from_spec, special_tokens
 from lwadapter.results import content_hash, provenance, sha256_file, write_csv, write_json
 from lwadapter.sequences import IGNORE, SequenceData, collate, training_examples
 
@@ -224,11 +224,16 @@ def save_checkpoint(path: Path, save, history: pd.DataFrame, meta: dict) -> None
     tmp.rename(path)
 
 
-def load_trained(path: Path) -> Trained:
-    """A checkpoint written by train_or_load: safetensors weights, history.csv and meta.json."""
+def load_trained(path: Path, device=None, dtype=None, device_map=None) -> Trained:
+    """A checkpoint written by train_or_load: safetensors weights, history.csv and meta.json. `dtype` (a torch dtype
+    or its name, e.g. "bfloat16") and `device_map` (e.g. "auto") go to from_pretrained, which then loads the weights
+    straight onto the device(s); `device` (e.g. "cuda") moves the loaded model. Default: the CPU, stored dtype."""
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
-    model = AutoModelForCausalLM.from_pretrained(path)
+    options = {k: v for k, v in {"dtype": as_dtype(dtype), "device_map": device_map}.items() if v is not None}
+    model = AutoModelForCausalLM.from_pretrained(path, **options)
+    if device is not None:
+        model.to(device)
     model.eval()
     return Trained(model, pd.read_csv(path / "history.csv"), meta, path)
 

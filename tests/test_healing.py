@@ -188,3 +188,11 @@ def test_heal_or_load_reuses_the_adapter_with_identical_output(teacher, data, tm
         heal_or_load("healed", data, full, KEEP, {**adapter, "bridge_rank": None}, train)
     with pytest.raises(AssertionError, match="reused"):
         heal_or_load("healed", data, full, [0, 3, 4], adapter, train)
+
+
+def test_checkpointed_healing_trains_the_same_adapter(teacher, data):
+    runs = [heal(compact_model(teacher, KEEP), teacher, data, rank=4, epochs=1, lr=1e-2, checkpointing=flag, **FAST)
+            for flag in (False, True)]
+    (plain, plain_history), (recomputed, recomputed_history) = runs
+    pd.testing.assert_frame_equal(plain_history, recomputed_history, rtol=1e-4)
+    assert not recomputed.is_activation_checkpointing

@@ -6,8 +6,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, Qwen3Config
 
 from lwadapter.evaluate import evaluate_model
-from lwadapter.models import (build_recommender, decoder_layers, item_logits, load_pretrained_recommender,
-                              recommender_from_spec, special_tokens)
+from lwadapter.models import (activation_checkpointing, build_recommender, decoder_layers, item_logits,
+                              load_pretrained_recommender, recommender_from_spec, special_tokens)
 from lwadapter.runtime import set_seed
 from lwadapter.train import train_recommender
 from tests.synthetic import cyclic_data, tiny
@@ -97,3 +97,25 @@ def test_tied_embeddings_and_depth_scaled_init(tmp_path):
     assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
     ids = torch.tensor([[1, 2, 5, 31]])
     assert torch.equal(item_logits(loaded, ids, torch.ones_like(ids)), item_logits(model, ids, torch.ones_like(ids)))
+
+
+def test_activation_checkpointing_recomputes_layers_in_eval_mode_and_restores():
+    model = tiny("llama", n_layers=2).eval()
+    calls, mlp = [], decoder_layers(model)[0].mlp
+    forward = mlp.forward
+    mlp.forward = lambda *args: calls.append(1) or forward(*args)  # the recompute runs no module hooks
+    ids = torch.tensor([[1, 3, 4, 5]])
+
+    def backward_calls():
+        calls.clear()
+        model(input_ids=ids).logits.sum().backward()
+        return len(calls)
+
+    assert backward_calls() == 1
+    with activation_checkpointing(model):
+        assert backward_calls() == 2 and model.is_activation_checkpointing
+        with activation_checkpointing(model, False):
+            assert backward_calls() == 1
+        assert backward_calls() == 2
+    assert backward_calls() == 1 and not model.is_activation_checkpointing
+    assert not any(layer.training for layer in decoder_layers(model))

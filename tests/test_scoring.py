@@ -159,3 +159,49 @@ def test_fusion_ranks_and_agreement():
     assert agreement.loc["a", "spearman"] == pytest.approx(1.0) and agreement.loc["a", "kendall"] == pytest.approx(1.0)
     matrix = scoring.correlation_matrix(scores, "kendall")
     assert matrix.loc["a", "truth"] == pytest.approx(1.0) and matrix.loc["b", "b"] == pytest.approx(1.0)
+
+
+def reference_gradient_scores(model, batches):
+    """Taylor and gradient norm as computed before streaming: one full gradient per batch, summed, divided by the
+    labelled tokens, reduced per layer."""
+    params = [p for layer in decoder_layers(model) for p in layer.parameters()]
+    grads = [torch.autograd.grad(next_item_loss(model, b, reduction="sum"), params) for b in batches]
+    tokens = sum(float((b["labels"] != -100).sum()) for b in batches)
+    mean = [sum(g[i] for g in grads) / tokens for i in range(len(params))]
+    sizes = np.cumsum([0] + [len(list(layer.parameters())) for layer in decoder_layers(model)])
+    taylor = [sum((params[i].detach() * mean[i]).abs().sum() for i in range(a, b)) for a, b in zip(sizes, sizes[1:])]
+    norm = [sum(mean[i].pow(2).sum() for i in range(a, b)).sqrt() for a, b in zip(sizes, sizes[1:])]
+    return torch.tensor(taylor).double().numpy(), torch.tensor(norm).double().numpy()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_streamed_gradient_criteria_equal_the_per_batch_computation(arch, data):
+    model = tiny(arch, n_layers=3)
+    batches = scoring.calibration_batches(data, model, n_sequences=12, batch_size=4)
+    taylor, norm = reference_gradient_scores(model, batches)
+    for name, expected in (("taylor", taylor), ("grad_norm", norm)):
+        frame = scoring.SCORERS[name](model, batches, n_boot=30)
+        np.testing.assert_allclose(frame["score"], expected, rtol=1e-5)
+        np.testing.assert_array_equal(scoring.SCORERS[name](model, batches, n_boot=0)["score"], frame["score"])
+        assert (frame["ci_high"] > frame["ci_low"]).all()
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["taylor", "grad_norm", "fisher_gate", "fisher_empirical"])
+def test_checkpointing_leaves_scores_unchanged(name, data):
+    model = tiny("llama", n_layers=3)
+    batches = scoring.calibration_batches(data, model, n_sequences=8, batch_size=4)
+    plain, _ = scoring.score_layers(model, batches, [name], n_boot=10)
+    recomputed, _ = scoring.score_layers(model, batches, [name], n_boot=10, checkpointing=True)
+    pd.testing.assert_frame_equal(plain, recomputed, rtol=1e-5)
+    assert not model.is_activation_checkpointing
+
+
+def test_bfloat16_model_scores_in_float32_statistics(data):
+    model = tiny("llama", n_layers=3)
+    batches = scoring.calibration_batches(data, model, n_sequences=8, batch_size=4)
+    exact, _ = scoring.score_layers(model, batches, ["taylor", "fisher_empirical", "block_influence"], n_boot=5)
+    low, _ = scoring.score_layers(model.to(torch.bfloat16), batches,
+                                  ["taylor", "fisher_empirical", "block_influence"], n_boot=5)
+    assert low["score"].dtype == np.float64
+    np.testing.assert_allclose(low["score"], exact["score"], rtol=0.1)

@@ -93,3 +93,11 @@ def test_contiguous_block_removes_adjacent_identity_layers():
     batches = scoring.calibration_batches(cyclic_data(), model, n_sequences=16, batch_size=8)
     assert selection.contiguous_block(model, batches, k=4) == [0, 1, 4, 5]
     assert selection.contiguous_block(model, batches, k=6) == list(range(6))
+
+
+def test_sleb_objective_on_a_bfloat16_model_matches_float32():
+    model = tiny("llama", n_layers=4)
+    batches = scoring.calibration_batches(cyclic_data(), model, n_sequences=12, batch_size=6)
+    exact = selection.CalibrationLoss(model, batches).removals([0, 1, 2, 3])
+    low = selection.CalibrationLoss(model.to(torch.bfloat16), batches).removals([0, 1, 2, 3])
+    np.testing.assert_allclose(low, exact, rtol=0.02)

@@ -101,6 +101,22 @@ def test_train_or_load_reuses_the_checkpoint_with_identical_output(data, tmp_pat
         train_or_load("tiny", data, SPEC, {**FAST, "lr": 5e-3}, seed=1)  # changed inputs: a new checkpoint
 
 
+def test_load_trained_places_the_model_in_the_requested_dtype_and_device(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module.runtime, "CACHE_DIR", tmp_path)
+    path = train_or_load("tiny", data, SPEC, FAST, seed=1).path
+    default = train_module.load_trained(path).model
+    assert next(default.parameters()).dtype == torch.float32 and not default.training
+    low = train_module.load_trained(path, device="cpu", dtype="bfloat16").model
+    assert {p.dtype for p in low.parameters()} == {torch.bfloat16} and not low.training
+    mapped = train_module.load_trained(path, device_map="cpu", dtype=torch.float32).model
+    assert next(mapped.parameters()).device.type == "cpu"
+    histories, targets = data.histories("test")
+    torch.testing.assert_close(score_histories(low, histories, targets), score_histories(default, histories, targets),
+                               rtol=0.05, atol=0.1)
+    with pytest.raises(ValueError, match="'bf16'"):
+        train_module.load_trained(path, dtype="bf16")
+
+
 @pytest.mark.parametrize("stride", [None, 10, 4, 1])
 def test_every_training_item_is_a_label_exactly_once_and_never_a_held_out_item(stride):
     data = SequenceData("toy", [f"i{i}" for i in range(100)], ["a", "b", "c"],
