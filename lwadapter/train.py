@@ -239,10 +239,11 @@ def load_trained(path: Path, device=None, dtype=None, device_map=None) -> Traine
 
 
 def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed: int = 0,
-                  force: bool = False) -> Trained:
+                  force: bool = False, device=None, dtype=None) -> Trained:
     """Train `recommender_from_spec(model, data.n_items)` with `train_recommender(**train)`, or reuse the cached
     checkpoint when model spec, training spec, seed, data checksum and code version are unchanged (`force`
-    retrains). Both routes return what is read back from the checkpoint, so their outputs are identical.
+    retrains). Both routes return what is read back from the checkpoint (load_trained with `device` and `dtype`),
+    so their outputs are identical.
     """
     path = checkpoint_dir(name, data, model, train, seed)
     if force or not (path / "meta.json").exists():
@@ -252,4 +253,4 @@ def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed:
         save_checkpoint(path, net.save_pretrained, history,
                         {"name": name, **run, "data": data_checksum(data), "code": code_version(),
                          **provenance({"model": model, "train": train}, seed)})
-    return load_trained(path)
+    return load_trained(path, device=device, dtype=dtype)

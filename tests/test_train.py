@@ -115,6 +115,8 @@ def test_load_trained_places_the_model_in_the_requested_dtype_and_device(data, t
                                rtol=0.05, atol=0.1)
     with pytest.raises(ValueError, match="'bf16'"):
         train_module.load_trained(path, dtype="bf16")
+    cached = train_or_load("tiny", data, SPEC, FAST, seed=1, device="cpu", dtype="bfloat16").model  # passed through
+    assert {p.dtype for p in cached.parameters()} == {torch.bfloat16}
 
 
 @pytest.mark.parametrize("stride", [None, 10, 4, 1])
