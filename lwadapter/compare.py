@@ -108,7 +108,8 @@ def training_compute(table: pd.DataFrame, base: pd.DataFrame, healing: pd.DataFr
     routes = [scratch.assign(route="from scratch", method="scratch",
                              train_flops=[flops[m, k] for m, k in zip(scratch["model"], scratch["k"])])]
     if healing is not None:
-        heal = healing.set_index(["model", "kept_layers", "adapter"])["train_flops"]
+        run = ["model", "kept_layers", "adapter"]  # criteria that keep the same layers share one healing run
+        heal = healing.drop_duplicates(run).set_index(run)["train_flops"]
         healed = table[table["healed"]]
         own = np.array([heal[key] for key in zip(healed["model"], healed["kept_layers"], healed["adapter"])])
         teacher = np.array([flops[m, full[m]] for m in healed["model"]])

@@ -161,9 +161,8 @@ def depth_curve(base: pd.DataFrame, metric: str = "ndcg@10"):
     models = base[base["layers"] > 0].sort_values("layers")
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for arch, frame in models.groupby("arch"):
-        ax.errorbar(frame["layers"], frame[metric], yerr=[frame[metric] - frame[f"{metric}_low"],
-                                                          frame[f"{metric}_high"] - frame[metric]],
-                    marker="o", capsize=3, label=arch)
+        err = np.clip([frame[metric] - frame[f"{metric}_low"], frame[f"{metric}_high"] - frame[metric]], 0, None)
+        ax.errorbar(frame["layers"], frame[metric], yerr=err, marker="o", capsize=3, label=arch)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(models["layers"].unique()), [str(n) for n in sorted(models["layers"].unique())])
     ax.minorticks_off()

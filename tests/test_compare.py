@@ -121,7 +121,8 @@ def test_training_compute_counts_each_route():
                           "healed": [False, False, True], "adapter": ["none", "none", "lora"],
                           "ndcg@10": [0.3, 0.2, 0.25]})
     base = pd.DataFrame({"arch": ["m", "m"], "layers": [4, 2], "train_flops": [100.0, 40.0]})
-    healing = pd.DataFrame({"model": ["m"], "kept_layers": ["0 3"], "adapter": ["lora"], "train_flops": [5.0]})
+    healing = pd.DataFrame({"model": ["m", "m"], "kept_layers": ["0 3", "0 3"], "adapter": ["lora", "lora"],
+                            "criterion": ["fisher", "random"], "train_flops": [5.0, 5.0]})  # one run, two criteria
     routes = compare.training_compute(table, base, healing).set_index("route")
     assert routes.loc["from scratch", "train_flops"] == 40.0 and routes.loc["from scratch", "ndcg@10"] == 0.2
     assert routes.loc["prune + heal", "train_flops"] == 5.0
