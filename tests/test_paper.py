@@ -2,6 +2,7 @@
 what notebook 07 regenerates from the committed results/."""
 
 import json
+import re
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -120,3 +121,10 @@ def test_base_headline_reports_both_protocols_and_the_stop(tmp_path):
     table = paper.base_headline(["ml-100k", "missing"], results_dir=tmp_path)
     assert table.iloc[0].tolist() == ["llama-2L", "0.1000 / 0.0600", "12 (patience)"]
     assert table.iloc[1].tolist() == ["most-popular", "0.0500 / 0.0100", ""]
+
+
+def test_every_macro_the_paper_quotes_is_generated():
+    defined = set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", (ROOT / "paper" / "tables" / "macros.tex").read_text()))
+    text = "".join(p.read_text() for p in sorted((ROOT / "paper" / "sections").glob("*.tex")))
+    used = set(re.findall(r"\\((?:MlHundredK|AmazonElectronics)[A-Za-z]+)", text))
+    assert used and not used - defined, f"quoted but not generated: {sorted(used - defined)}"
