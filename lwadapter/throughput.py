@@ -20,8 +20,8 @@ from lwadapter.results import provenance, write_csv, write_json
 from lwadapter.scoring import user_subset
 from lwadapter.sequences import training_examples
 from lwadapter.train import next_item_loss, train_recommender
+from lwadapter.tuning import MODEL  # notebook 02's default recommender
 
-MODEL = dict(arch="llama", hidden=32, heads=2, kv_heads=1, max_len=50, tie_embeddings=True, scaled_init=True)
 
 
 def synced_loss(model, batch):
