@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 reproduce: setup  ## the study (notebooks/params/study.yaml) on MovieLens-100K with papermill -> results/, paper/, results/executed/
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/study.yaml
 
-reproduce-amazon: setup  ## the same on Amazon Electronics (notebooks/params/amazon.yaml; data from ../shared)
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/amazon.yaml --params notebooks/params/study.yaml
+reproduce-amazon: setup  ## the same on Amazon Electronics (study.yaml + amazon.yaml; data from ../shared)
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/study.yaml --params notebooks/params/amazon.yaml
 
 notebooks: setup  ## re-execute the committed notebooks in place with their defaults, the CI set (refreshes stored outputs)
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --inplace

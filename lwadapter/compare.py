@@ -9,7 +9,7 @@ from lwadapter.metrics import paired_test
 
 EVAL_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "healed", "adapter", "hr@10", "ndcg@10",
                 "quality_kept", "ci_low", "ci_high", "latency_ms", "speedup", "ideal_speedup", "params"]
-EXTRA_COLUMNS = ["users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb", "hr@10_unmasked",
+EXTRA_COLUMNS = ["base_model", "users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb", "hr@10_unmasked",
                  "ndcg@10_unmasked"]
 
 
@@ -80,7 +80,7 @@ def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n:
 
     `variants`: a unique `name` (the key of per_user and of speed's `name` column), the `reference` variant whose
     per-user results are the denominator (the full model it was cut from) and the descriptors model, criterion,
-    strategy, k, kept_layers, healed, adapter. Quality: relative_quality against the reference (history masked);
+    strategy, k, kept_layers, healed, adapter, base_model (notebook 02's model it was trained or cut from). Quality: relative_quality against the reference (history masked);
     speed: measure_speed; hr@10_unmasked and ndcg@10_unmasked: the means of `per_user_unmasked` (the same
     evaluation with seen items left in the ranking), NaN when not given.
     """
@@ -97,23 +97,51 @@ def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n:
     return table[EVAL_COLUMNS + EXTRA_COLUMNS]
 
 
+ROUTES = {"scratch": "from scratch (study data)", "pretrained": "pretrained + adapted"}
+
+
+def route_compute(base: pd.DataFrame) -> pd.Series:
+    """Training FLOPs of every base model (base_models.csv), pretraining included, by model name."""
+    base = base.set_index("model")
+    return base["train_flops"] + (base["pretrain_flops"].fillna(0) if "pretrain_flops" in base else 0)
+
+
 def training_compute(table: pd.DataFrame, base: pd.DataFrame, healing: pd.DataFrame | None) -> pd.DataFrame:
-    """Test NDCG@10 against training FLOPs for each route to a k-layer model: `from scratch` (its own converged
-    training, base_models.csv) and, for every healed compact model (healing.csv), `prune + heal` (healing only: the
-    teacher is a sunk cost) and `prune + heal, teacher included` (the full model's training added).
-    `table`: compact_eval rows (strategy 'full', 'scratch' and healed rows)."""
-    flops = base.set_index(["arch", "layers"])["train_flops"]
-    full = table[table["strategy"] == "full"].set_index("model")["k"]
-    scratch = table[table["strategy"] == "scratch"]
-    routes = [scratch.assign(route="from scratch", method="scratch",
-                             train_flops=[flops[m, k] for m, k in zip(scratch["model"], scratch["k"])])]
+    """Test NDCG@10 against training FLOPs for each route to a k-layer model.
+
+    `table`: compact_eval rows. Routes: `from scratch (study data)` (strategy 'scratch') and `pretrained + adapted`
+    (strategy 'pretrained'), each its own converged training (base_models.csv, pretraining included); for every
+    healed compact model (healing.csv), `prune + heal` (healing only: the teacher a sunk cost), `prune + heal,
+    teacher amortised` (plus the teacher's training divided by the number of k healed from it) and `prune + heal,
+    teacher included` (plus all of it)."""
+    flops = route_compute(base)
+    controls = table[table["strategy"].isin(list(ROUTES))]
+    routes = [controls.assign(route=controls["strategy"].map(ROUTES), method=controls["strategy"],
+                              train_flops=flops[controls["base_model"]].to_numpy())]
     if healing is not None:
         run = ["model", "kept_layers", "adapter"]  # criteria that keep the same layers share one healing run
         heal = healing.drop_duplicates(run).set_index(run)["train_flops"]
         healed = table[table["healed"]]
         own = np.array([heal[key] for key in zip(healed["model"], healed["kept_layers"], healed["adapter"])])
-        teacher = np.array([flops[m, full[m]] for m in healed["model"]])
+        teacher = flops[healed["base_model"]].to_numpy()
+        shares = healed.groupby("base_model")["k"].transform("nunique").to_numpy()
         healed = healed.assign(method=healed["criterion"] + " / " + healed["strategy"] + " + " + healed["adapter"])
         routes += [healed.assign(route="prune + heal", train_flops=own),
+                   healed.assign(route="prune + heal, teacher amortised", train_flops=own + teacher / shares),
                    healed.assign(route="prune + heal, teacher included", train_flops=own + teacher)]
     return pd.concat(routes, ignore_index=True)[["model", "k", "route", "method", "train_flops", "ndcg@10"]]
+
+
+def compute_to_reach(history: pd.DataFrame, target: float, offset: float = 0.0) -> float:
+    """Training FLOPs (cumulative `flops` of a learning curve, plus `offset`, e.g. pretraining) at the first epoch
+    whose validation NDCG@10 reaches `target`; NaN when none does."""
+    reached = history[history["valid_ndcg@10"] >= target]
+    return float(reached["flops"].iloc[0] + offset) if len(reached) else float("nan")
+
+
+def holm(p_values) -> pd.Series:
+    """Holm's step-down adjustment of a family of p-values (same order and index as given)."""
+    p = pd.Series(p_values, dtype=float)
+    order = p.sort_values(kind="stable")
+    adjusted = (order * np.arange(len(p), 0, -1)).cummax().clip(upper=1.0)
+    return adjusted.reindex(p.index)

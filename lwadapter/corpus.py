@@ -30,15 +30,18 @@ YEAR_SLACK = 2  # the same film's year differs by up to 2 between MovieLens-100K
 @dataclass(frozen=True)
 class CorpusSource:
     """Where a study dataset's corpus comes from and how its items are matched to the study's: by "id", or by
-    "title" with release years read from the item files of the corpus and of the study (`study_source`)."""
+    "title" with release years read from the item files of the corpus and of the study (`study_source`);
+    `shares_source`: the corpus is drawn from the file the study was read from (then that file is used)."""
 
     fetch: Callable[[], Path]
     match: str
     study_source: Callable[[], Path] | None = None
+    shares_source: bool = False
 
 
 CORPORA = {
-    "amazon-electronics": CorpusSource(fetch=lambda: lwdata.AMAZON_DEFAULT, match="id"),
+    "amazon-electronics": CorpusSource(fetch=lambda: lwdata.AMAZON_DEFAULT, match="id",
+                                       shares_source=True),
     "ml-100k": CorpusSource(fetch=lwdata.fetch_movielens_1m, match="title", study_source=lwdata.fetch_movielens),
 }
 
@@ -128,17 +131,21 @@ def corpus_card(corpus: SequenceData, study: SequenceData, mapping: list[int], s
 
 
 def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None, seed: int = 0,
-                   data_path: str | Path | None = None) -> tuple[SequenceData, list[int], dict]:
+                   data_path: str | Path | None = None,
+                   study_path: str | Path | None = None) -> tuple[SequenceData, list[int], dict]:
     """The corpus of a study dataset end to end: read, build, match items, describe.
 
     `study` is the prepared study data (lwadapter.data.load_prepared(dataset)); n_users subsamples the corpus's
-    users (seeded by `seed`; None: all). Writes data/processed/<dataset>/corpus.json (sequences),
+    users (seeded by `seed`; None: all). `data_path`: the corpus source (default: the dataset's, fetched); for a
+    corpus drawn from the study's own source, `study_path` (the file the study was read from) is used. Writes data/processed/<dataset>/corpus.json (sequences),
     corpus_mapping.json and results/<dataset>/corpus_stats.json (the card). Returns (corpus, mapping, card).
     """
     if dataset not in CORPORA:
         raise DataError(f"no corpus for {dataset!r}; choose one of {sorted(CORPORA)} "
                         "(or add an entry to lwadapter.corpus.CORPORA)")
     source_spec = CORPORA[dataset]
+    if data_path is None and source_spec.shares_source:
+        data_path = study_path
     path = Path(data_path) if data_path is not None else source_spec.fetch()
     frame, titles = lwdata.read_interactions(path)
     corpus, stages = build_corpus(frame, f"{dataset}-corpus", study.user_ids, lwdata.DATASETS[dataset], titles,

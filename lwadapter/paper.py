@@ -73,16 +73,45 @@ def fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-BASE_COLUMNS = ["model", "layers", "params", "hr@10", "ndcg@10", "ndcg@10_low", "ndcg@10_high", "hr@10_unmasked",
-                "ndcg@10_unmasked", "epochs", "best_epoch", "stop_reason", "train_flops"]
+BASE_COLUMNS = ["model", "route", "layers", "params", "hr@10", "ndcg@10", "ndcg@10_low", "ndcg@10_high",
+                "hr@10_unmasked", "ndcg@10_unmasked", "epochs", "best_epoch", "stop_reason", "train_flops",
+                "pretrain_epochs", "pretrain_stop_reason", "pretrain_flops"]
 
 
 def base_table(base: pd.DataFrame) -> pd.DataFrame:
-    """Base models: test metrics under both protocols (masked, unmasked) and how each run ended and cost."""
+    """Base models: test metrics under both protocols (masked, unmasked) and how each run ended and cost (the
+    pretraining of the pretrained ones separately)."""
     table = base[[c for c in BASE_COLUMNS if c in base.columns]].copy()
-    if "train_flops" in table:
-        table["train_flops"] = [f"{v:.2e}" for v in table["train_flops"]]
+    for column in ("train_flops", "pretrain_flops"):
+        if column in table:
+            table[column] = [f"{v:.2e}" if v else "--" for v in table[column]]
     return table
+
+
+def study_data_models(base: pd.DataFrame) -> pd.DataFrame:
+    """The base models trained from scratch on the study data alone (the depth study)."""
+    return base[(base["layers"] > 0) & (base["route"] == "study data")]
+
+
+def budget_table(healing: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Validation NDCG@10 of each method healed at k after no healing, one epoch and convergence, per adapter."""
+    at_k = healing[healing["k"] == k]
+    table = at_k.assign(method=at_k["criterion"] + " / " + at_k["strategy"])
+    table = table.pivot_table(index=["model", "method"], columns="adapter",
+                              values=["valid_ndcg@10_before", "valid_ndcg@10_first_epoch", "best_valid_ndcg@10"])
+    stage = {"valid_ndcg@10_before": "0 steps", "valid_ndcg@10_first_epoch": "1 epoch", "best_valid_ndcg@10": "converged"}
+    table.columns = [f"{adapter} {stage[value]}" for value, adapter in table.columns]
+    order = [f"{adapter} {name}" for adapter in sorted(at_k["adapter"].unique()) for name in stage.values()]
+    return table[order].reset_index()
+
+
+def reach_table(reach: pd.DataFrame) -> pd.DataFrame:
+    """Per model, k and route, the least training compute that reached the target (TFLOPs; NaN: never reached)."""
+    best = reach.assign(**{"TFLOPs": reach["flops_to_target"] / 1e12,
+                           "+ teacher amortised": reach["flops_to_target_teacher_amortised"] / 1e12})
+    best = best.sort_values("TFLOPs", na_position="last").drop_duplicates(["model", "k", "route"])
+    return best[["model", "k", "route", "method", "target", "best_valid_ndcg@10", "TFLOPs", "+ teacher amortised"]]\
+        .sort_values(["model", "k", "route"]).reset_index(drop=True)
 
 
 def selection_table(selection: pd.DataFrame, shares: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -106,6 +135,9 @@ def agreement_table(agree: pd.DataFrame) -> pd.DataFrame:
 
 # macro label -> (criterion, strategy, healed, adapter) of a compact_eval row at k
 NAMED_VARIANTS = {"fisher healed": ("fisher_empirical", "top-k", True, "lora"),
+                  "fisher scarce healed": ("fisher_empirical", "top-k", True, "lora-r1"),
+                  "random scarce healed": ("random", "top-k", True, "lora-r1"),
+                  "pretrained control": ("none", "pretrained", False, "none"),
                   "fisher bridge healed": ("fisher_empirical", "top-k", True, "lora+bridge"),
                   "fisher compact": ("fisher_empirical", "top-k", False, "none"),
                   "random healed": ("random", "top-k", True, "lora"),
@@ -116,6 +148,22 @@ def kept_macros(name: str, row) -> dict[str, str]:
     """<name>Ndcg, <name>Kept, <name>KeptLow, <name>KeptHigh of a compact_eval row (percent)."""
     return {f"{name}Ndcg": fmt(row["ndcg@10"], 4), f"{name}Kept": f"{100 * row['quality_kept']:.1f}\\%",
             f"{name}KeptLow": f"{100 * row['ci_low']:.1f}\\%", f"{name}KeptHigh": f"{100 * row['ci_high']:.1f}\\%"}
+
+
+VERSUS = {"from scratch (study data)": "Control", "pretrained + adapted": "PretrainedControl"}
+
+
+def versus_macros(name: str, versus: pd.DataFrame, model: str, k: int, criterion: str, strategy: str) -> dict:
+    """<name>Vs<Control>, ...Low, ...High (percent) and ...P: a LoRA-healed model's NDCG@10 relative to each control
+    of the same depth, paired on the test users (versus_controls.csv)."""
+    out = {}
+    rows = versus[(versus["model"] == model) & (versus["k"] == k) & (versus["criterion"] == criterion)
+                  & (versus["strategy"] == strategy) & versus["healed"].astype(bool) & (versus["adapter"] == "lora")]
+    for r in rows.itertuples():
+        key = f"{name}Vs{VERSUS[r.control]}"
+        out.update({key: f"{100 * r.vs_control:.1f}\\%", f"{key}Low": f"{100 * r.ci_low:.1f}\\%",
+                    f"{key}High": f"{100 * r.ci_high:.1f}\\%", f"{key}P": fmt(r.p_value, 4)})
+    return out
 
 
 def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.DataFrame | None,
@@ -132,10 +180,16 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                 out[macro_name(ds, model, "unmasked ndcg")] = fmt(base.loc[model, "ndcg@10_unmasked"])
         if "stop_reason" in base:
             trained = base[base["layers"] > 0]
-            out[macro_name(ds, "stopped by patience")] = f"{(trained['stop_reason'] == 'patience').sum()}"
-            out[macro_name(ds, "trained models")] = f"{len(trained)}"
+            pretrained = trained[trained["route"] == "pretrained"]
+            runs = pd.concat([trained["stop_reason"], pretrained["pretrain_stop_reason"]])
+            out[macro_name(ds, "stopped by patience")] = f"{(runs == 'patience').sum()}"
+            out[macro_name(ds, "trained models")] = f"{len(runs)}"
             out[macro_name(ds, "label share")] = f"{100 * trained['label_share'].min():.0f}\\%"
-            for arch, frame in trained.groupby("arch"):
+            for model, row in pretrained.iterrows():
+                for other in study_data_models(base[base["arch"] == row["arch"]]).index:
+                    out[macro_name(ds, model, "vs", other)] = \
+                        "above" if row["ndcg@10"] > base.loc[other, "ndcg@10"] else "below"
+            for arch, frame in study_data_models(base).groupby("arch"):
                 by_depth = frame.set_index("layers")["ndcg@10"]
                 deepest, shallowest = by_depth.index.max(), by_depth.index.min()
                 out[macro_name(ds, arch, "best depth")] = f"{by_depth.idxmax()}"
@@ -167,9 +221,23 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
             for label, row in rows.items():
                 if len(row):
                     out.update(kept_macros(macro_name(ds, model, label), row.iloc[0]))
-            if len(rows["fisher healed"]) and len(rows["control"]):
-                above = rows["fisher healed"]["ndcg@10"].iloc[0] > rows["control"]["ndcg@10"].iloc[0]
-                out[macro_name(ds, model, "fisher healed vs control")] = "above" if above else "below"
+            for control in ("control", "pretrained control"):
+                if len(rows["fisher healed"]) and len(rows[control]):
+                    above = rows["fisher healed"]["ndcg@10"].iloc[0] > rows[control]["ndcg@10"].iloc[0]
+                    out[macro_name(ds, model, "fisher healed vs", control)] = "above" if above else "below"
+            if "healing" in results:  # the healed method with the best validation NDCG@10 (test plays no part)
+                heal = results["healing"]
+                heal = heal[(heal["model"] == model) & (heal["k"] == k) & (heal["adapter"] == "lora")
+                            & ~heal["criterion"].str.startswith("removal")]  # a criterion, not the ground truth
+                if len(heal):
+                    pick = heal.sort_values("best_valid_ndcg@10", ascending=False, kind="stable").iloc[0]
+                    best = frame[(frame["criterion"] == pick["criterion"]) & (frame["strategy"] == pick["strategy"])
+                                 & frame["healed"] & (frame["adapter"] == "lora")].iloc[0]
+                    out[macro_name(ds, model, "best healed")] = _escape(f"{pick['criterion']} / {pick['strategy']}")
+                    out.update(kept_macros(macro_name(ds, model, "best healed"), best))
+                    if "versus_controls" in results:
+                        out.update(versus_macros(macro_name(ds, model, "best healed"), results["versus_controls"],
+                                                 model, k, pick["criterion"], pick["strategy"]))
             cut = frame[~frame["strategy"].isin(["full", "scratch"]) & (frame["adapter"] == "none")]  # plain k layers
             if len(cut) and pd.notna(cut["speedup"].iloc[0]):
                 out[macro_name(ds, model, "measured speedup")] = f"{cut['speedup'].iloc[0]:.2f}"
@@ -178,6 +246,25 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                     f"{100 * cut['speedup'].iloc[0] / cut['ideal_speedup'].iloc[0]:.0f}\\%"
         for model, value in ev[ev["strategy"] == "full"].set_index("model")["ndcg@10"].items():
             out[macro_name(ds, model, "full ndcg")] = fmt(value, 4)
+    if "criteria_tests" in results and len(results["criteria_tests"]):
+        for (model, adapter), frame in results["criteria_tests"].groupby(["model", "adapter"]):
+            out[macro_name(ds, model, adapter, "significant pairs")] = \
+                f"{int(frame['significant'].sum())} of {len(frame)}"
+    if "compute_to_target" in results:
+        reach = reach_table(results["compute_to_target"])
+        for r in reach[reach["k"] == k].itertuples():
+            out[macro_name(ds, r.model, r.route, "tflops to target")] = "never" if pd.isna(r.TFLOPs) else fmt(r.TFLOPs, 2)
+            if r.route == "prune + heal":
+                out[macro_name(ds, r.model, "prune heal amortised tflops to target")] = \
+                    "never" if pd.isna(r[-1]) else fmt(r[-1], 2)
+        at_k = reach[reach["k"] == k].set_index(["model", "route"])
+        for model in reach["model"].unique():
+            if (model, "prune + heal") in at_k.index and (model, "pretrained + adapted") in at_k.index:
+                control, heal = at_k.loc[(model, "pretrained + adapted")], at_k.loc[(model, "prune + heal")]
+                for name, cost in (("", heal["TFLOPs"]), ("amortised", heal["+ teacher amortised"])):
+                    ratio = control["TFLOPs"] / cost
+                    out[macro_name(ds, model, "compute ratio to target", name)] = \
+                        "--" if pd.isna(ratio) else f"{ratio:.2f}"
     return out
 
 
@@ -192,10 +279,11 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
     title, figures, agree, shares = DATASET_TITLES.get(dataset, dataset), {}, None, None
     if "base_models" in results:
         write_table(f"{dataset}_base_models", base_table(results["base_models"]),
-                    f"{title}: models trained from scratch to convergence and most-popular, test split (full "
-                    "ranking; history masked, 95\\% bootstrap interval, and unmasked); epochs run, restored best "
-                    "epoch, what stopped training and analytic training FLOPs.", folder=tables_dir)
-        figures["depth"] = pf.depth_curve(results["base_models"][results["base_models"]["layers"] > 0])
+                    f"{title}: models trained to convergence from scratch on the study data, pretrained on the "
+                    "corpus then adapted, and most-popular; test split (full ranking; history masked, 95\\% "
+                    "bootstrap interval, and unmasked); epochs run, restored best epoch, what stopped training and "
+                    "analytic training FLOPs, pretraining separately.", folder=tables_dir)
+        figures["depth"] = pf.depth_curve(study_data_models(results["base_models"]))
     if "layer_scores" in results:
         agree = pf.agreement(results["layer_scores"])
         write_table(f"{dataset}_agreement", agreement_table(agree),
@@ -229,6 +317,22 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
                                                 kept_layers=ev["kept_layers"].fillna("").astype(str)),
                                       results["base_models"], healing)
             figures["quality_vs_compute"] = pf.quality_vs_compute(routes)
+    if "healing" in results and "valid_ndcg@10_first_epoch" in results["healing"]:
+        write_table(f"{dataset}_healing_budget", budget_table(results["healing"], k),
+                    f"{title}: validation NDCG@10 of every method healed at k = {k}, per adapter (LoRA rank 8; "
+                    "lora-r1: rank 1), after no healing, after one epoch and converged.", digits=4, folder=tables_dir)
+    if "compute_to_target" in results:
+        write_table(f"{dataset}_compute_to_target", reach_table(results["compute_to_target"]),
+                    f"{title}: training compute each route needs to reach 95\\% of the teacher's validation "
+                    "NDCG@10 (the cheapest method of the route; -- : never reached), healing alone and with the "
+                    "teacher's training amortised over the k compressed from it.", digits=4, folder=tables_dir)
+    if "criteria_tests" in results and len(results["criteria_tests"]):
+        tests = results["criteria_tests"]
+        write_table(f"{dataset}_criteria_tests", tests[["model", "adapter", "a", "b", "mean_diff", "ci_low", "ci_high",
+                                                        "p_value", "p_holm", "significant"]].astype({"significant": str}),
+                    f"{title}: criteria healed at k = {k}, paired on the test users: difference of mean NDCG@10 "
+                    "(a - b), bootstrap interval, permutation p-value and Holm-adjusted p-value.", digits=4,
+                    folder=tables_dir)
     if "scenarios" in results:
         write_table(f"{dataset}_scenarios", scenario_table(results["scenarios"]),
                     f"{title}: NDCG@10 by scenario: all test users, history-length tertiles, cold start (users with "
@@ -256,7 +360,9 @@ def build_all(datasets, k: int = 8, criteria=None, results_dir=RESULTS_DIR,
 
 def method_label(row) -> str:
     if row.strategy == "scratch":
-        return f"{row.k} layers trained from scratch"
+        return f"{row.k} layers trained from scratch (study data)"
+    if row.strategy == "pretrained":
+        return f"{row.k} layers pretrained + adapted"
     if row.strategy == "full":
         return "full model"
     return f"{row.criterion} / {row.strategy}" + (f" + {row.adapter}" if row.healed else " (not healed)")
@@ -272,11 +378,13 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
             continue
         ev = pd.read_csv(path)
         ev["healed"] = ev["healed"].astype(bool)
-        rows = ev[(ev["strategy"] == "full") | ((ev["k"] == k) & (ev["healed"] | (ev["strategy"] == "scratch")))]
+        controls = ev["strategy"].isin(["scratch", "pretrained"])
+        rows = ev[(ev["strategy"] == "full") | ((ev["strategy"] == "scratch") & (ev["k"] == ev["k"].max()))
+                  | ((ev["k"] == k) & ((ev["healed"] & (ev["adapter"] == "lora")) | controls))]
         cell = [f"{r.ndcg_10:.4f}" if r.strategy == "full" else
                 f"{r.ndcg_10:.4f} ({100 * r.quality_kept:.1f}% [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}])"
                 for r in rows.rename(columns={"ndcg@10": "ndcg_10"}).itertuples()]
-        speed = [f"{r.speedup:.2f}x / {r.ideal_speedup:.2f}x" if r.strategy != "scratch" and r.strategy != "full"
+        speed = [f"{r.speedup:.2f}x / {r.ideal_speedup:.2f}x" if r.strategy not in ("scratch", "pretrained", "full")
                  else "" for r in rows.itertuples()]
         frames.append(pd.DataFrame({"model": rows["model"].to_numpy(),
                                     "method": [method_label(r) for r in rows.itertuples()],
@@ -288,10 +396,10 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
 
 
 def _depth_order(name: str) -> tuple:
-    """Sort key of a base model: by architecture, deepest first ('llama-32L' -> (False, 'llama', -32)); baselines
-    without a depth (most-popular) last."""
-    arch, _, depth = name.rpartition("-")
-    return (False, arch, -int(depth[:-1])) if depth[:-1].isdigit() and depth.endswith("L") else (True, name, 0)
+    """Sort key of a base model: by architecture, study-data models before pretrained ones, deepest first
+    ('llama-32L' -> (False, 'llama', False, -32)); baselines without a depth (most-popular) last."""
+    found = re.fullmatch(r"(.+)-(\d+)L(-pretrained)?", name)
+    return (False, found[1], bool(found[3]), -int(found[2])) if found else (True, name, False, 0)
 
 
 def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
@@ -334,9 +442,10 @@ def readme_section(text: str, readme=README) -> str:
     return f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
 
 
-KEY_FIGURE_CAPTION = ("Test NDCG@10 of the compact models before healing against the number of layers kept, one "
-                      "curve per criterion and strategy; dashed: the full 32-layer model; star: the same "
-                      "architecture trained from scratch with that many layers.")
+KEY_FIGURE_CAPTION = ("Test NDCG@10 against training FLOPs of every route to a k-layer model (k = 4, 8, 16): "
+                      "trained from scratch on the study data, pretrained on the corpus and adapted, and the "
+                      "pretrained 32-layer teacher pruned and healed (healing alone, with the teacher's training "
+                      "amortised over the k compressed from it, and with all of it).")
 
 
 def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | None = None) -> str:
@@ -344,14 +453,16 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
     table = headline(datasets, k, results_dir)
     if table.empty:
         return "No compact_eval.csv in results/ yet: run notebooks 01-06 (`make reproduce`)."
-    text = (f"Test split, full ranking, history masked. Quality kept = compact / full NDCG@10 on the same users "
+    text = (f"Test split, full ranking, history masked. The full model is the 32-layer teacher, pretrained on the "
+            "corpus and adapted; quality kept = compact / full NDCG@10 on the same users "
             f"(95% paired bootstrap interval); k = {k} of the full model's layers; speed-up of the {k}-layer model "
             "on one CPU batch, measured against the FLOP ratio (`results/<dataset>/compact_eval.csv`).\n\n"
             + markdown_table(table))
     base = base_headline(datasets, results_dir)
     if not base.empty:
-        text += ("\n\nEvery model trained from scratch on every training interaction until validation NDCG@10 stopped "
-                 "improving (patience; the epoch cap never binds when the column says `patience`). Test NDCG@10 with "
+        text += ("\n\nEvery model trained on every training interaction until validation NDCG@10 stopped improving "
+                 "(patience; the epoch cap never binds when the column says `patience`): from scratch on the study "
+                 "data, or (`-pretrained`) first on the corpus, then adapted (epochs: the adaptation's). Test NDCG@10 with "
                  "the user's history masked (the study's protocol) and unmasked (the protocol of the common "
                  "sequential-recommendation libraries) (`results/<dataset>/base_models.csv`):\n\n"
                  + markdown_table(base))

@@ -175,13 +175,14 @@ def depth_curve(base: pd.DataFrame, metric: str = "ndcg@10"):
 
 def quality_vs_compute(routes: pd.DataFrame):
     """Test NDCG@10 against training FLOPs (log scale) of every route to a k-layer model (compare.training_compute),
-    one panel per architecture, each point labelled with its k."""
+    one panel per architecture; the controls' points labelled with their k."""
     models = sorted(routes["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 3.8), sharey=True, squeeze=False)
     for ax, model in zip(axes[0], models):
         frame = routes[routes["model"] == model]
-        sns.scatterplot(frame, x="train_flops", y="ndcg@10", hue="route", style="route", s=60, ax=ax)
-        for k, x, y in zip(frame["k"], frame["train_flops"], frame["ndcg@10"]):
+        sns.scatterplot(frame, x="train_flops", y="ndcg@10", hue="route", style="route", s=40, alpha=0.8, ax=ax)
+        controls = frame[~frame["route"].str.startswith("prune")]
+        for k, x, y in zip(controls["k"], controls["train_flops"], controls["ndcg@10"]):
             ax.annotate(f"k={k}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("training FLOPs (analytic)")

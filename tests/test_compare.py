@@ -85,7 +85,7 @@ def test_compact_eval_assembles_the_table():
                              "model": ["m", "m", "m2"], "criterion": ["none", "fisher", "fisher"],
                              "strategy": ["full", "top-k", "top-k"], "k": [6, 2, 2],
                              "kept_layers": ["0 1 2 3 4 5", "0 1", "0 1"], "healed": [False, True, True],
-                             "adapter": ["none", "lora", "lora"]})
+                             "adapter": ["none", "lora", "lora"], "base_model": ["t", "t", "t2"]})
     speed = pd.DataFrame({"name": ["full", "x"], "latency_ms": [2.0, 1.0], "speedup": [1.0, 2.0],
                           "ideal_speedup": [1.0, 2.5], "params": [100, 40], "full_latency_ms": [2.0, 2.0],
                           "sequences_per_s": [1.0, 2.0], "peak_memory_mb": [1.0, 0.5]})
@@ -106,7 +106,7 @@ def test_compact_eval_adds_the_unmasked_protocol_when_given():
     variants = pd.DataFrame({"name": ["full", "x"], "reference": ["full", "full"], "model": ["m", "m"],
                              "criterion": ["none", "fisher"], "strategy": ["full", "top-k"], "k": [6, 2],
                              "kept_layers": ["0 1 2 3 4 5", "0 1"], "healed": [False, False],
-                             "adapter": ["none", "none"]})
+                             "adapter": ["none", "none"], "base_model": ["t", "t"]})
     speed = pd.DataFrame({"name": ["x"], "latency_ms": [1.0], "speedup": [2.0], "ideal_speedup": [2.5],
                           "params": [40], "full_latency_ms": [2.0], "sequences_per_s": [2.0], "peak_memory_mb": [0.5]})
     table = compact_eval(variants, results, speed, per_user_unmasked=unmasked)
@@ -116,16 +116,37 @@ def test_compact_eval_adds_the_unmasked_protocol_when_given():
 
 
 def test_training_compute_counts_each_route():
-    table = pd.DataFrame({"model": ["m", "m", "m"], "criterion": ["none", "none", "fisher"],
-                          "strategy": ["full", "scratch", "top-k"], "k": [4, 2, 2], "kept_layers": ["", "", "0 3"],
-                          "healed": [False, False, True], "adapter": ["none", "none", "lora"],
-                          "ndcg@10": [0.3, 0.2, 0.25]})
-    base = pd.DataFrame({"arch": ["m", "m"], "layers": [4, 2], "train_flops": [100.0, 40.0]})
-    healing = pd.DataFrame({"model": ["m", "m"], "kept_layers": ["0 3", "0 3"], "adapter": ["lora", "lora"],
-                            "criterion": ["fisher", "random"], "train_flops": [5.0, 5.0]})  # one run, two criteria
-    routes = compare.training_compute(table, base, healing).set_index("route")
-    assert routes.loc["from scratch", "train_flops"] == 40.0 and routes.loc["from scratch", "ndcg@10"] == 0.2
-    assert routes.loc["prune + heal", "train_flops"] == 5.0
-    assert routes.loc["prune + heal, teacher included", "train_flops"] == 105.0
-    assert routes.loc["prune + heal", "method"] == "fisher / top-k + lora"
-    assert list(compare.training_compute(table, base, None)["route"]) == ["from scratch"]
+    table = pd.DataFrame({"model": ["m"] * 5, "criterion": ["none", "none", "none", "fisher", "fisher"],
+                          "strategy": ["full", "scratch", "pretrained", "top-k", "top-k"], "k": [4, 2, 2, 2, 3],
+                          "kept_layers": ["", "", "", "0 3", "0 1 3"], "healed": [False, False, False, True, True],
+                          "adapter": ["none", "none", "none", "lora", "lora"],
+                          "base_model": ["t", "m-2L", "m-2L-pt", "t", "t"], "ndcg@10": [0.3, 0.2, 0.22, 0.25, 0.27]})
+    base = pd.DataFrame({"model": ["t", "m-2L", "m-2L-pt"], "arch": ["m"] * 3, "layers": [4, 2, 2],
+                         "train_flops": [100.0, 40.0, 10.0], "pretrain_flops": [60.0, 0.0, 30.0]})
+    healing = pd.DataFrame({"model": ["m", "m", "m"], "kept_layers": ["0 3", "0 3", "0 1 3"],
+                            "adapter": ["lora"] * 3, "criterion": ["fisher", "random", "fisher"],
+                            "train_flops": [5.0, 5.0, 7.0]})  # one run for the two criteria that keep 0 3
+    routes = compare.training_compute(table, base, healing)
+    at = routes[routes["k"] == 2].set_index("route")
+    assert at.loc["from scratch (study data)", "train_flops"] == 40.0
+    assert at.loc["from scratch (study data)", "ndcg@10"] == 0.2
+    assert at.loc["pretrained + adapted", "train_flops"] == 40.0  # pretraining 30 + adaptation 10
+    assert at.loc["prune + heal", "train_flops"] == 5.0
+    assert at.loc["prune + heal, teacher amortised", "train_flops"] == 5.0 + 160.0 / 2  # teacher over 2 values of k
+    assert at.loc["prune + heal, teacher included", "train_flops"] == 165.0
+    assert at.loc["prune + heal", "method"] == "fisher / top-k + lora"
+    assert set(compare.training_compute(table, base, None)["route"]) == {"from scratch (study data)",
+                                                                         "pretrained + adapted"}
+
+
+def test_compute_to_reach_reads_the_first_epoch_at_the_target():
+    history = pd.DataFrame({"valid_ndcg@10": [0.1, 0.3, 0.2, 0.4], "flops": [1.0, 2.0, 3.0, 4.0]})
+    assert compare.compute_to_reach(history, 0.25) == 2.0
+    assert compare.compute_to_reach(history, 0.35, offset=10.0) == 14.0
+    assert np.isnan(compare.compute_to_reach(history, 0.5))
+
+
+def test_holm_adjusts_in_step_down_order_and_keeps_the_order():
+    adjusted = compare.holm([0.04, 0.01, 0.03])
+    assert adjusted.tolist() == pytest.approx([0.06, 0.03, 0.06])  # 0.01 x 3, max(0.03 x 2, .03), max(0.04, .06)
+    assert compare.holm([0.5, 0.9]).tolist() == pytest.approx([1.0, 1.0])

@@ -102,6 +102,8 @@ def test_real_amazon_corpus_leaves_out_every_study_user(isolated_outputs):
     assert pairs(corpus) <= set(zip(frame["user"], frame["item"])) - set(zip(study_rows["user"], study_rows["item"]))
     assert card["users"] == 6_274 - study.n_users and card["items"] == 3_666
     assert card["study_items_matched"]["share"] == 1.0
+    source = os.path.join(SHARED, "gerec-electronics-sample-2018")
+    assert lwcorpus.prepare_corpus("amazon-electronics", study, study_path=source)[0] == corpus  # the study's file
 
 
 def test_real_movielens_1m_corpus(isolated_outputs):

@@ -73,9 +73,24 @@ def test_dataset_macros_quote_the_named_rows_at_k():
                        dict(base, criterion="fisher_empirical", strategy="top-k", healed=False, adapter="none",
                             **{"ndcg@10": 0.09}, quality_kept=0.45, ci_low=0.3, ci_high=0.6),
                        dict(base, criterion="none", strategy="scratch", healed=False, adapter="none",
-                            **{"ndcg@10": 0.16}, quality_kept=0.8, ci_low=0.7, ci_high=0.9)])
-    macros = paper.dataset_macros("ml-100k", {"compact_eval": ev}, None, None, k=2,
-                                  best_published={"llama": ["taylor", "top-k"]})
+                            **{"ndcg@10": 0.16}, quality_kept=0.8, ci_low=0.7, ci_high=0.9),
+                       dict(base, criterion="none", strategy="pretrained", healed=False, adapter="none",
+                            **{"ndcg@10": 0.17}, quality_kept=0.85, ci_low=0.7, ci_high=0.9)])
+    healing = pd.DataFrame({"model": "llama", "k": 2, "criterion": ["fisher_empirical", "taylor"], "strategy": "top-k",
+                            "adapter": "lora", "best_valid_ndcg@10": [0.2, 0.1]})  # validation picks Fisher
+    versus = pd.DataFrame({"model": "llama", "k": 2, "criterion": "fisher_empirical", "strategy": "top-k",
+                           "healed": True, "adapter": "lora", "control": ["from scratch (study data)",
+                                                                         "pretrained + adapted"],
+                           "vs_control": [0.625, 0.588], "ci_low": [0.5, 0.4], "ci_high": [0.7, 0.7],
+                           "p_value": [0.01, 0.02]})
+    macros = paper.dataset_macros("ml-100k", {"compact_eval": ev, "healing": healing, "versus_controls": versus},
+                                  None, None, k=2, best_published={"llama": ["taylor", "top-k"]})
+    assert macros["MlHundredKLlamaBestHealedVsControl"] == "62.5\\%"
+    assert macros["MlHundredKLlamaBestHealedVsPretrainedControlLow"] == "40.0\\%"
+    assert macros["MlHundredKLlamaBestHealedVsPretrainedControlP"] == "0.0200"
+    assert macros["MlHundredKLlamaBestHealed"] == "fisher\\_empirical / top-k"  # not taylor, the best on test
+    assert macros["MlHundredKLlamaBestHealedKept"] == "50.0\\%"
+    assert macros["MlHundredKLlamaPretrainedControlNdcg"] == "0.1700"
     assert macros["MlHundredKLlamaFisherHealedKept"] == "50.0\\%"
     assert macros["MlHundredKLlamaFisherHealedKeptLow"] == "40.0\\%"
     assert macros["MlHundredKLlamaControlNdcg"] == "0.1600" and macros["MlHundredKLlamaFisherCompactKept"] == "45.0\\%"
@@ -87,14 +102,39 @@ def test_dataset_macros_quote_the_named_rows_at_k():
 
 
 def test_dataset_macros_describe_the_base_models_at_convergence():
-    base = pd.DataFrame({"model": ["llama-2L", "llama-32L", "most-popular"], "arch": ["llama", "llama", "popularity"],
-                         "layers": [2, 32, 0], "ndcg@10": [0.12, 0.10, 0.05], "ndcg@10_unmasked": [0.07, 0.06, 0.01],
-                         "stop_reason": ["patience", "cap", None], "label_share": [1.0, 1.0, float("nan")]})
+    base = pd.DataFrame({"model": ["llama-2L", "llama-32L", "llama-32L-pretrained", "most-popular"],
+                         "arch": ["llama", "llama", "llama", "popularity"], "layers": [2, 32, 32, 0],
+                         "route": ["study data", "study data", "pretrained", "none"],
+                         "ndcg@10": [0.12, 0.10, 0.14, 0.05], "ndcg@10_unmasked": [0.07, 0.06, 0.08, 0.01],
+                         "stop_reason": ["patience", "cap", "patience", None],
+                         "pretrain_stop_reason": [None, None, "patience", None],
+                         "label_share": [1.0, 1.0, 1.0, float("nan")]})
     macros = paper.dataset_macros("ml-100k", {"base_models": base}, None, None, k=2)
     assert macros["MlHundredKLlamaThirtyTwoLUnmaskedNdcg"] == "0.060"
-    assert macros["MlHundredKStoppedByPatience"] == "1" and macros["MlHundredKTrainedModels"] == "2"
+    assert macros["MlHundredKStoppedByPatience"] == "3" and macros["MlHundredKTrainedModels"] == "4"  # 2 stages
     assert macros["MlHundredKLabelShare"] == "100\\%"
     assert macros["MlHundredKLlamaBestDepth"] == "2" and macros["MlHundredKLlamaDeepestVsShallowest"] == "below"
+    assert macros["MlHundredKLlamaThirtyTwoLPretrainedVsLlamaTwoL"] == "above"  # the depth study: study data only
+    assert macros["MlHundredKLlamaThirtyTwoLPretrainedNdcg"] == "0.140"
+
+
+def test_budget_and_reach_tables():
+    healing = pd.DataFrame({"model": "llama", "k": [8, 8, 8, 4], "criterion": ["fisher", "random", "fisher", "fisher"],
+                            "strategy": "top-k", "adapter": ["lora", "lora", "lora-r1", "lora"],
+                            "valid_ndcg@10_before": [0.05, 0.02, 0.05, 0.01],
+                            "valid_ndcg@10_first_epoch": [0.08, 0.07, 0.06, 0.05],
+                            "best_valid_ndcg@10": [0.09, 0.09, 0.07, 0.06]})
+    budget = paper.budget_table(healing, 8)
+    assert list(budget.columns) == ["model", "method", "lora 0 steps", "lora 1 epoch", "lora converged",
+                                    "lora-r1 0 steps", "lora-r1 1 epoch", "lora-r1 converged"]
+    assert budget.set_index("method").loc["random / top-k", "lora 1 epoch"] == 0.07
+    reach = pd.DataFrame({"model": "llama", "k": 8, "route": ["prune + heal", "prune + heal", "pretrained + adapted"],
+                          "method": ["a", "b", "pretrained"], "target": 0.1, "best_valid_ndcg@10": [0.1, 0.11, 0.09],
+                          "flops_to_target": [3e12, 2e12, float("nan")],
+                          "flops_to_target_teacher_amortised": [5e12, 4e12, float("nan")]})
+    table = paper.reach_table(reach).set_index("route")
+    assert table.loc["prune + heal", "method"] == "b" and table.loc["prune + heal", "TFLOPs"] == 2.0
+    assert pd.isna(table.loc["pretrained + adapted", "TFLOPs"])  # never reached
 
 
 def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp_path):
@@ -121,6 +161,9 @@ def test_base_headline_reports_both_protocols_and_the_stop(tmp_path):
     table = paper.base_headline(["ml-100k", "missing"], results_dir=tmp_path)
     assert table.iloc[0].tolist() == ["llama-2L", "0.1000 / 0.0600", "12 (patience)"]
     assert table.iloc[1].tolist() == ["most-popular", "0.0500 / 0.0100", ""]
+    names = ["most-popular", "llama-8L-pretrained", "llama-2L", "llama-32L-pretrained", "llama-32L"]
+    assert sorted(names, key=paper._depth_order) == ["llama-32L", "llama-2L", "llama-32L-pretrained",
+                                                    "llama-8L-pretrained", "most-popular"]
 
 
 def test_every_macro_the_paper_quotes_is_generated():
