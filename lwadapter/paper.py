@@ -246,6 +246,13 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                     f"{100 * cut['speedup'].iloc[0] / cut['ideal_speedup'].iloc[0]:.0f}\\%"
         for model, value in ev[ev["strategy"] == "full"].set_index("model")["ndcg@10"].items():
             out[macro_name(ds, model, "full ndcg")] = fmt(value, 4)
+    if "healing" in results and "valid_ndcg@10_first_epoch" in results["healing"]:
+        budget = budget_table(results["healing"], k)
+        budget = budget[~budget["method"].str.startswith("removal")]  # criteria, not the ground truths
+        for model, frame in budget.groupby("model"):
+            for column in frame.columns[2:]:
+                spread = frame[column].max() - frame[column].min()
+                out[macro_name(ds, model, column.replace("lora-r1", "lora r one"), "spread")] = fmt(spread, 4)
     if "criteria_tests" in results and len(results["criteria_tests"]):
         for (model, adapter), frame in results["criteria_tests"].groupby(["model", "adapter"]):
             out[macro_name(ds, model, adapter, "significant pairs")] = \
@@ -368,9 +375,14 @@ def method_label(row) -> str:
     return f"{row.criterion} / {row.strategy}" + (f" + {row.adapter}" if row.healed else " (not healed)")
 
 
+HEADLINE_CRITERIA = ["fisher_empirical", "random"]  # healed rows of the README's table, besides the best published
+
+
 def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
-    """Test NDCG@10 and quality kept [95% CI] at k layers, healed models and the from-scratch control next to the
-    full model, one column per dataset with a compact_eval.csv; measured / FLOP-ideal speed-up of the k-layer model."""
+    """Test NDCG@10 and quality kept [95% CI] at k layers next to the full model, one column per dataset with a
+    compact_eval.csv: Fisher, random and the best published criterion (healing.json) healed, and the controls of the
+    same depth (from scratch on the study data, pretrained + adapted) and the from-scratch model as deep as the full
+    one; measured / FLOP-ideal speed-up of the k-layer model."""
     frames = []
     for dataset in datasets:
         path = results_dir / dataset / "compact_eval.csv"
@@ -378,9 +390,14 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
             continue
         ev = pd.read_csv(path)
         ev["healed"] = ev["healed"].astype(bool)
+        healing = results_dir / dataset / "healing.json"
+        best = json.loads(healing.read_text())["config"]["best_published"] if healing.exists() else {}
+        method = list(zip(ev["model"], ev["criterion"], ev["strategy"]))
+        shown = pd.Series([criterion in HEADLINE_CRITERIA or [criterion, strategy] == best.get(model)
+                           for model, criterion, strategy in method], index=ev.index)
         controls = ev["strategy"].isin(["scratch", "pretrained"])
         rows = ev[(ev["strategy"] == "full") | ((ev["strategy"] == "scratch") & (ev["k"] == ev["k"].max()))
-                  | ((ev["k"] == k) & ((ev["healed"] & (ev["adapter"] == "lora")) | controls))]
+                  | ((ev["k"] == k) & ((ev["healed"] & shown) | controls))]
         cell = [f"{r.ndcg_10:.4f}" if r.strategy == "full" else
                 f"{r.ndcg_10:.4f} ({100 * r.quality_kept:.1f}% [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}])"
                 for r in rows.rename(columns={"ndcg@10": "ndcg_10"}).itertuples()]

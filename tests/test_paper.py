@@ -52,11 +52,16 @@ def test_headline_joins_datasets_per_model_and_method(tmp_path):
                  **{"ndcg@10": 0.1}, quality_kept=0.5, ci_low=0.4, ci_high=0.6, speedup=1.5, ideal_speedup=1.8),
             dict(model="llama", criterion="fisher_empirical", strategy="top-k", k=2, healed=False, adapter="none",
                  **{"ndcg@10": 0.05}, quality_kept=0.25, ci_low=0.2, ci_high=0.3, speedup=1.5, ideal_speedup=1.8)]
+    rows += [dict(rows[1], criterion=criterion, strategy=strategy) for criterion, strategy in
+             (("taylor", "top-k"), ("calibration_loss", "greedy"))]
     for dataset in ("ml-100k", "amazon-electronics"):
         (tmp_path / dataset).mkdir()
         pd.DataFrame(rows).to_csv(tmp_path / dataset / "compact_eval.csv", index=False)
+    (tmp_path / "ml-100k" / "healing.json").write_text(json.dumps(
+        {"config": {"best_published": {"llama": ["calibration_loss", "greedy"]}}}))
     table = paper.headline(["ml-100k", "amazon-electronics", "missing"], k=2, results_dir=tmp_path)
-    assert list(table["method"]) == ["full model", "fisher_empirical / top-k + lora"]
+    assert list(table["method"]) == ["full model", "fisher_empirical / top-k + lora",  # not the unhealed one,
+                                     "calibration_loss / greedy + lora"]  # nor taylor: not the best published
     assert table.iloc[1]["MovieLens-100K NDCG@10 (kept [95% CI])"] == "0.1000 (50.0% [40.0, 60.0])"
     assert table.iloc[1]["Amazon Electronics speed-up measured / ideal"] == "1.50x / 1.80x"
 
