@@ -9,8 +9,8 @@ from lwadapter.metrics import paired_test
 
 EVAL_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "healed", "adapter", "hr@10", "ndcg@10",
                 "quality_kept", "ci_low", "ci_high", "latency_ms", "speedup", "ideal_speedup", "params"]
-EXTRA_COLUMNS = ["base_model", "users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb", "hr@10_unmasked",
-                 "ndcg@10_unmasked"]
+EXTRA_COLUMNS = ["base_model", "users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb",
+                 "hr@10_unmasked", "ndcg@10_unmasked"]
 
 
 def quality_kept(compact, full, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
@@ -80,9 +80,10 @@ def compact_eval(variants: pd.DataFrame, per_user: dict, speed: pd.DataFrame, n:
 
     `variants`: a unique `name` (the key of per_user and of speed's `name` column), the `reference` variant whose
     per-user results are the denominator (the full model it was cut from) and the descriptors model, criterion,
-    strategy, k, kept_layers, healed, adapter, base_model (notebook 02's model it was trained or cut from). Quality: relative_quality against the reference (history masked);
-    speed: measure_speed; hr@10_unmasked and ndcg@10_unmasked: the means of `per_user_unmasked` (the same
-    evaluation with seen items left in the ranking), NaN when not given.
+    strategy, k, kept_layers, healed, adapter, base_model (notebook 02's model it was trained or cut from).
+    Quality: relative_quality against the reference (history masked); speed: measure_speed; hr@10_unmasked and
+    ndcg@10_unmasked: the means of `per_user_unmasked` (the same evaluation with seen items left in the ranking),
+    NaN when not given.
     """
     missing = sorted({*variants["name"], *variants["reference"]} - set(per_user))
     if missing:

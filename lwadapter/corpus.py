@@ -137,8 +137,9 @@ def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None
 
     `study` is the prepared study data (lwadapter.data.load_prepared(dataset)); n_users subsamples the corpus's
     users (seeded by `seed`; None: all). `data_path`: the corpus source (default: the dataset's, fetched); for a
-    corpus drawn from the study's own source, `study_path` (the file the study was read from) is used. Writes data/processed/<dataset>/corpus.json (sequences),
-    corpus_mapping.json and results/<dataset>/corpus_stats.json (the card). Returns (corpus, mapping, card).
+    corpus drawn from the study's own source, `study_path` (the file the study was read from) is used. Writes
+    data/processed/<dataset>/corpus.json (sequences), corpus_mapping.json and results/<dataset>/corpus_stats.json
+    (the card). Returns (corpus, mapping, card).
     """
     if dataset not in CORPORA:
         raise DataError(f"no corpus for {dataset!r}; choose one of {sorted(CORPORA)} "

@@ -99,7 +99,8 @@ def budget_table(healing: pd.DataFrame, k: int) -> pd.DataFrame:
     table = at_k.assign(method=at_k["criterion"] + " / " + at_k["strategy"])
     table = table.pivot_table(index=["model", "method"], columns="adapter",
                               values=["valid_ndcg@10_before", "valid_ndcg@10_first_epoch", "best_valid_ndcg@10"])
-    stage = {"valid_ndcg@10_before": "0 steps", "valid_ndcg@10_first_epoch": "1 epoch", "best_valid_ndcg@10": "converged"}
+    stage = {"valid_ndcg@10_before": "0 steps", "valid_ndcg@10_first_epoch": "1 epoch",
+             "best_valid_ndcg@10": "converged"}
     table.columns = [f"{adapter} {stage[value]}" for value, adapter in table.columns]
     order = [f"{adapter} {name}" for adapter in sorted(at_k["adapter"].unique()) for name in stage.values()]
     return table[order].reset_index()
@@ -238,7 +239,8 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                     if "versus_controls" in results:
                         out.update(versus_macros(macro_name(ds, model, "best healed"), results["versus_controls"],
                                                  model, k, pick["criterion"], pick["strategy"]))
-            cut = frame[~frame["strategy"].isin(["full", "scratch"]) & (frame["adapter"] == "none")]  # plain k layers
+            cut = frame[~frame["strategy"].isin(["full", "scratch", "pretrained"])
+                        & (frame["adapter"] == "none")]  # plain k layers cut from the full model
             if len(cut) and pd.notna(cut["speedup"].iloc[0]):
                 out[macro_name(ds, model, "measured speedup")] = f"{cut['speedup'].iloc[0]:.2f}"
                 out[macro_name(ds, model, "ideal speedup")] = f"{cut['ideal_speedup'].iloc[0]:.2f}"
@@ -259,11 +261,12 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                 f"{int(frame['significant'].sum())} of {len(frame)}"
     if "compute_to_target" in results:
         reach = reach_table(results["compute_to_target"])
-        for r in reach[reach["k"] == k].itertuples():
-            out[macro_name(ds, r.model, r.route, "tflops to target")] = "never" if pd.isna(r.TFLOPs) else fmt(r.TFLOPs, 2)
-            if r.route == "prune + heal":
-                out[macro_name(ds, r.model, "prune heal amortised tflops to target")] = \
-                    "never" if pd.isna(r[-1]) else fmt(r[-1], 2)
+        tflops = lambda value: "never" if pd.isna(value) else fmt(value, 2)  # noqa: E731
+        for _, r in reach[reach["k"] == k].iterrows():
+            out[macro_name(ds, r["model"], r["route"], "tflops to target")] = tflops(r["TFLOPs"])
+            if r["route"] == "prune + heal":
+                out[macro_name(ds, r["model"], "prune heal amortised tflops to target")] = \
+                    tflops(r["+ teacher amortised"])
         at_k = reach[reach["k"] == k].set_index(["model", "route"])
         for model in reach["model"].unique():
             if (model, "prune + heal") in at_k.index and (model, "pretrained + adapted") in at_k.index:
@@ -335,8 +338,8 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
                     "teacher's training amortised over the k compressed from it.", digits=4, folder=tables_dir)
     if "criteria_tests" in results and len(results["criteria_tests"]):
         tests = results["criteria_tests"]
-        write_table(f"{dataset}_criteria_tests", tests[["model", "adapter", "a", "b", "mean_diff", "ci_low", "ci_high",
-                                                        "p_value", "p_holm", "significant"]].astype({"significant": str}),
+        shown = ["model", "adapter", "a", "b", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "significant"]
+        write_table(f"{dataset}_criteria_tests", tests[shown].astype({"significant": str}),
                     f"{title}: criteria healed at k = {k}, paired on the test users: difference of mean NDCG@10 "
                     "(a - b), bootstrap interval, permutation p-value and Holm-adjusted p-value.", digits=4,
                     folder=tables_dir)
