@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile
 from tqdm.auto import tqdm
 
 from lwadapter.metrics import METRICS, bootstrap_ci, full_ranking_metrics
-from lwadapter.models import item_logits, special_tokens, to_model_device
+from lwadapter.models import item_logits, mixed_precision, special_tokens, to_model_device
 from lwadapter.runtime import THREADS
 from lwadapter.sequences import SequenceData, collate, history_examples
 
@@ -30,10 +30,13 @@ def history_batch(model, histories: list[list[int]], targets: list[int]) -> dict
 
 
 @torch.no_grad()
-def score_histories(model, histories: list[list[int]], targets: list[int]) -> torch.Tensor:
-    """(users, items) scores: the item logits at each history's last real position (right padding)."""
+def score_histories(model, histories: list[list[int]], targets: list[int],
+                    precision: str = "float32") -> torch.Tensor:
+    """(users, items) scores: the item logits at each history's last real position (right padding), the body run
+    in `precision` (models.mixed_precision), the item logits in float32."""
     batch = to_model_device(model, history_batch(model, histories, targets))
-    logits = item_logits(model, batch["input_ids"], batch["attention_mask"])
+    with mixed_precision(precision, batch["input_ids"].device):
+        logits = item_logits(model, batch["input_ids"], batch["attention_mask"])
     last = batch["attention_mask"].sum(dim=1) - 1
     return logits[torch.arange(len(last)), last].float().cpu()
 
@@ -59,15 +62,17 @@ def evaluate_scorer(score_fn, data: SequenceData, split: str = "test", mask_hist
 
 
 def evaluate_model(model, data: SequenceData, split: str = "test", mask_history: bool = True,
-                   batch_size: int = 256) -> pd.DataFrame:
+                   batch_size: int = 256, precision: str = "float32") -> pd.DataFrame:
     """Per-user HR@5/10/20, NDCG@5/10/20 and MRR of a recommender, ranking all items for every user.
 
     Columns: user (index into data.user_ids), hr@5, hr@10, hr@20, ndcg@5, ndcg@10, ndcg@20, mrr, history_len.
     Default: mask_history=True, i.e. items already in the user's history are removed from the ranking (never
-    the target itself); ties rank pessimistically. The model is put in eval mode and left in it.
+    the target itself); ties rank pessimistically. The model is put in eval mode and left in it. `precision`:
+    see score_histories.
     """
     model.eval()
-    return evaluate_scorer(lambda h, t: score_histories(model, h, t), data, split, mask_history, batch_size)
+    return evaluate_scorer(lambda h, t: score_histories(model, h, t, precision), data, split, mask_history,
+                           batch_size)
 
 
 def evaluate_popularity(data: SequenceData, split: str = "test", mask_history: bool = True,
@@ -98,8 +103,9 @@ def flops_per_token(config, context: int | None = None) -> int:
 
     FLOPs = L * [2 d h_d (2 n_h + 2 n_kv)  +  4 n_h h_d T  +  6 d d_ff]  +  2 d V, with L layers, width d,
     head size h_d, n_h query and n_kv key-value heads, T keys attended (default: the full context, BOS plus
-    max_history-1 items, i.e. the last token's cost), gated MLP width d_ff and vocabulary V. The terms are the
-    Q/K/V/O projections, the QK^T and AV products, the gate/up/down projections and the LM head. Norms,
+    max_history-1 items, i.e. the last token's cost), gated MLP width d_ff and V scored tokens: the items
+    (config.num_items; models.item_logits never computes the rest of the vocabulary), else the vocabulary. The
+    terms are the Q/K/V/O projections, the QK^T and AV products, the gate/up/down projections and the head. Norms,
     activations, rotary embeddings and the embedding lookup are left out.
     """
     d, layers = config.hidden_size, config.num_hidden_layers
@@ -108,7 +114,7 @@ def flops_per_token(config, context: int | None = None) -> int:
     context = context or config.max_history
     per_layer = 2 * d * head_dim * (2 * heads + 2 * kv_heads) + 4 * heads * head_dim * context \
         + 6 * d * config.intermediate_size
-    return layers * per_layer + 2 * d * config.vocab_size
+    return layers * per_layer + 2 * d * (getattr(config, "num_items", None) or config.vocab_size)
 
 
 def _forward(model, batch):

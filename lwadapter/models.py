@@ -3,6 +3,7 @@
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, Qwen3Config
@@ -49,14 +50,15 @@ def build_recommender(arch: str, n_items: int, n_layers: int = 32, hidden: int =
     return model
 
 
-def recommender_from_spec(spec: dict, n_items: int):
-    """build_recommender(**spec), or load_pretrained_recommender when the spec names a checkpoint `path`; then an
-    `arch` or `n_layers` in the spec describes the checkpoint and is checked against it."""
+def recommender_from_spec(spec: dict, n_items: int, item_titles: list[str] | None = None):
+    """build_recommender(**spec), or load_pretrained_recommender when the spec names a checkpoint `path` (a local
+    folder or a name of lwadapter.checkpoints.SOURCES, e.g. "smollm2-135m"); then an `arch` or `n_layers` in the
+    spec describes the checkpoint and is checked against it, and `item_titles` reach an `item_init: title` spec."""
     spec = dict(spec)
     if "path" not in spec:
         return build_recommender(n_items=n_items, **spec)
     path, arch, n_layers = spec.pop("path"), spec.pop("arch", None), spec.pop("n_layers", None)
-    model = load_pretrained_recommender(path, n_items, **spec)
+    model = load_pretrained_recommender(path, n_items, item_titles=item_titles, **spec)
     found = (model.config.model_type, len(decoder_layers(model)))
     if (arch or found[0], n_layers or found[1]) != found:
         raise ValueError(f"checkpoint {path} is a {found[1]}-layer {found[0]} model, but the spec says "
@@ -69,14 +71,31 @@ def _first_id(token_id):
     return token_id[0] if isinstance(token_id, (list, tuple)) and token_id else token_id
 
 
-def load_pretrained_recommender(path, n_items: int, max_len: int = 50, **from_pretrained_kwargs):
-    """A local Hugging Face causal-LM checkpoint (Llama-3, Qwen3, ...) turned into an item recommender.
+ITEM_INITS = ("mean", "random", "title")
 
-    Appends `n_items` item tokens after its existing vocabulary (resize_token_embeddings, mean-initialised), so
-    token `config.item_token_offset + i` is item i, and sets `num_items` and `max_history`. BOS is the
-    checkpoint's BOS, else its EOS, else a new token appended after the items; PAD is its PAD, else EOS, else
-    BOS (padding is masked out). Extra keyword arguments go to AutoModelForCausalLM.from_pretrained.
+
+def load_pretrained_recommender(path, n_items: int, max_len: int = 50, item_init: str = "mean",
+                                item_init_std: float = 0.02, item_titles: list[str] | None = None, seed: int = 0,
+                                **from_pretrained_kwargs):
+    """A Hugging Face causal-LM checkpoint (a local folder, or a name of lwadapter.checkpoints.SOURCES) turned into
+    an item recommender.
+
+    Appends `n_items` item tokens after its existing vocabulary, so token `config.item_token_offset + i` is item
+    i, and sets `num_items` and `max_history`. Their embedding rows (input and, tied or not, output) start as
+    `item_init`: "mean" (transformers' mean-resizing: every item row identical), "random" (seeded normal rows of
+    standard deviation `item_init_std`, so initial item logits are small and distinct) or "title" (the mean of the
+    checkpoint's own token embeddings of each item's title in `item_titles`, scaled so that the rows' standard
+    deviation is `item_init_std`; items without a title start random). BOS is the checkpoint's BOS, else its EOS,
+    else a new token appended after the items; PAD is its PAD, else EOS, else BOS (padding is masked out). Extra
+    keyword arguments go to AutoModelForCausalLM.from_pretrained.
     """
+    from lwadapter.checkpoints import resolve_checkpoint
+
+    if item_init not in ITEM_INITS:
+        raise ValueError(f"unknown item_init {item_init!r}: choose one of {ITEM_INITS}")
+    if item_init == "title" and not item_titles:
+        raise ValueError("item_init='title' needs item titles: this dataset has none (use 'random')")
+    path = resolve_checkpoint(path)
     model = AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
     cfg = model.config
     offset = model.get_input_embeddings().num_embeddings
@@ -87,13 +106,36 @@ def load_pretrained_recommender(path, n_items: int, max_len: int = 50, **from_pr
     if bos is None:
         bos = offset + n_items
     pad = _first_id(cfg.pad_token_id)
-    model.resize_token_embeddings(offset + new_tokens)
+    model.resize_token_embeddings(offset + new_tokens, mean_resizing=item_init == "mean")
+    if item_init != "mean":
+        rows = _item_rows(model, path, n_items, offset, item_init_std, item_titles if item_init == "title" else None,
+                          seed)
+        with torch.no_grad():
+            for table in {id(t): t for t in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
+                table.weight[offset: offset + n_items] = rows.to(table.weight.dtype)
     cfg.item_token_offset = offset
     cfg.num_items = n_items
     cfg.max_history = max_len
     cfg.bos_token_id = bos
     cfg.pad_token_id = pad if pad is not None else (eos if eos is not None else bos)
     return model
+
+
+def _item_rows(model, path, n_items: int, offset: int, std: float, titles: list[str] | None,
+               seed: int) -> torch.Tensor:
+    """(n_items, d) initial item rows: seeded normal of `std`; with `titles`, each titled item's row is the mean of
+    its title's token embeddings (the text rows before `offset`), all title rows scaled together to `std`."""
+    text = model.get_input_embeddings().weight[:offset].detach().float()
+    rows = torch.randn(n_items, text.shape[1], generator=torch.Generator().manual_seed(seed)) * std
+    if titles:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        titled = [i for i, title in enumerate(titles[:n_items]) if title]
+        means = torch.stack([text[torch.tensor([t for t in tokenizer(titles[i], add_special_tokens=False)["input_ids"]
+                                                if t < offset] or [0])].mean(0) for i in titled])
+        rows[titled] = means * (std / means.std().clamp(min=1e-12))
+    return rows
 
 
 def decoder_layers(model) -> nn.ModuleList:
@@ -109,9 +151,54 @@ def decoder_layers(model) -> nn.ModuleList:
     return layers
 
 
+class ItemHead(nn.Module):
+    """The item rows of a language-model head (tied or not) as a head of their own, computed in float32 outside
+    autocast: hidden (…, d) -> item logits (…, n_items). Gradients reach the item rows of the head's weight only."""
+
+    def __init__(self, head: nn.Linear, offset: int, n_items: int):
+        super().__init__()
+        self.head, self.offset, self.n_items = head, offset, n_items
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        rows = self.head.weight[self.offset: self.offset + self.n_items]
+        bias = None if self.head.bias is None else self.head.bias[self.offset: self.offset + self.n_items]
+        with torch.autocast(hidden.device.type, enabled=False):
+            return F.linear(hidden.float(), rows.float(), None if bias is None else bias.float())
+
+
+@contextlib.contextmanager
+def item_head(model):
+    """Inside the block the model's output embedding is its ItemHead, so a forward computes item logits only (and
+    whatever the architecture applies after the head, e.g. Gemma's logit soft-capping); restored after. A head that
+    is not a plain nn.Linear (an adapter on it, say) is left as it is and sliced after the full forward."""
+    inner = extract_model_from_parallel(model)
+    base = getattr(inner, "get_base_model", lambda: inner)()
+    head, cfg = base.get_output_embeddings(), inner.config
+    if type(head) is not nn.Linear:
+        yield False
+        return
+    base.set_output_embeddings(ItemHead(head, cfg.item_token_offset, cfg.num_items))
+    try:
+        yield True
+    finally:
+        base.set_output_embeddings(head)
+
+
 def item_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Logits over items only (B, T, n_items), dropping special and text tokens. `model` may be wrapped for
-    distributed training (DistributedDataParallel under `accelerate launch`); its config is read from the inner model."""
+    """float32 logits over items only (B, T, n_items): the last hidden states times the item rows of the output
+    embedding, never the whole vocabulary. `model` may be wrapped by PEFT or for distributed training (DDP under
+    `accelerate launch`); its forward is the one called."""
+    cfg = extract_model_from_parallel(model).config
+    with item_head(model) as items_only:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    if items_only:
+        return logits
+    return logits[..., cfg.item_token_offset: cfg.item_token_offset + cfg.num_items].float()
+
+
+def full_vocabulary_item_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The reference item_logits replaces: the whole vocabulary's logits, then the item columns (the speed
+    benchmark's "before" and the equality test)."""
     cfg = extract_model_from_parallel(model).config
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     return logits[..., cfg.item_token_offset: cfg.item_token_offset + cfg.num_items]
@@ -137,6 +224,57 @@ def best_dtype(device) -> torch.dtype:
     """bfloat16 on a CUDA device that supports it, else float32 (the CPU default every committed result uses)."""
     device = torch.device(device)
     return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
+PRECISIONS = ("auto", "bf16", "float32")
+_BF16_FAST: dict[str, bool] = {}
+
+
+def bf16_matmul_speedup(device="cpu", size: int = 1024, repeats: int = 5) -> float:
+    """Measured rate of a size^3 bfloat16 matmul over the float32 one on `device` (median of `repeats`)."""
+    import statistics
+    import time
+
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(size, size, device=device).to(dtype)
+        a @ a
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            a @ a
+            sync()
+            times.append(time.perf_counter() - start)
+        seconds[dtype] = statistics.median(times)
+    return seconds[torch.float32] / seconds[torch.bfloat16]
+
+
+def autocast_dtype(precision: str, device) -> torch.dtype | None:
+    """The autocast dtype of a precision setting: 'bf16' -> bfloat16, 'float32' -> None (no autocast), 'auto' ->
+    bfloat16 where the device runs bf16 matmuls at least twice as fast as float32 (CUDA with bf16 support; a CPU
+    with AMX, measured once per process), else None. Weights, optimiser states and losses stay float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {PRECISIONS}")
+    device = torch.device(device)
+    if precision == "auto":
+        if device.type == "cuda":
+            fast = torch.cuda.is_bf16_supported()
+        else:
+            if device.type not in _BF16_FAST:
+                _BF16_FAST[device.type] = bf16_matmul_speedup(device) >= 2.0
+            fast = _BF16_FAST[device.type]
+        precision = "bf16" if fast else "float32"
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def mixed_precision(precision: str, device):
+    """torch.autocast in the dtype autocast_dtype chooses (a no-op context for float32)."""
+    dtype = autocast_dtype(precision, device)
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -117,7 +117,7 @@ def layer_states(model, batch) -> list[torch.Tensor]:
         states[l + 1] = out
 
     with layer_hooks(model, keep):
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        item_logits(model, batch["input_ids"], batch["attention_mask"])
     return [states[l] for l in range(len(states))]
 
 

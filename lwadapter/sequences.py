@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.data import Sampler
 
 IGNORE = -100
 
@@ -109,3 +110,34 @@ def history_examples(histories: list[list[int]], targets: list[int], max_len: in
         hist = hist[-(max_len - 1):] if max_len > 1 else []
         out.append((hist, [IGNORE] * len(hist) + [target]))
     return out
+
+
+class LengthBucketBatches(Sampler):
+    """Batches of examples of similar length: each epoch a seeded permutation, cut into chunks of `bucket` batches,
+    each chunk sorted by length and cut into batches, then the batches shuffled (the same seeded generator). The
+    tokens a padded batch computes stay close to the tokens it uses; `bucket=1` is a plain seeded shuffle."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, bucket: int = 50):
+        if batch_size < 1 or bucket < 1:
+            raise ValueError(f"batch_size={batch_size} and bucket={bucket} must both be >= 1")
+        self.lengths, self.batch_size, self.bucket = list(lengths), batch_size, bucket
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        chunk = self.batch_size * self.bucket
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start:start + chunk], key=lambda i: self.lengths[i])
+            batches += [part[s:s + self.batch_size] for s in range(0, len(part), self.batch_size)]
+        return iter([batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()])
+
+
+def padding_share(lengths: list[int], batches: list[list[int]]) -> float:
+    """Share of the token positions computed by right-padded `batches` that are padding."""
+    computed = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    used = sum(lengths[i] for b in batches for i in b)
+    return 1 - used / computed if computed else 0.0

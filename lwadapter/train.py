@@ -19,9 +19,9 @@ from transformers import AutoModelForCausalLM
 
 import lwadapter
 from lwadapter import runtime
-from lwadapter.models import as_dtype, item_logits, recommender_from_spec, special_tokens
+from lwadapter.models import as_dtype, item_logits, mixed_precision, recommender_from_spec, special_tokens
 from lwadapter.results import content_hash, provenance, sha256_file, write_csv, write_json
-from lwadapter.sequences import IGNORE, SequenceData, collate, training_examples
+from lwadapter.sequences import IGNORE, LengthBucketBatches, SequenceData, collate, training_examples
 
 CODE_FILES = ("models.py", "sequences.py", "train.py", "metrics.py", "evaluate.py")
 
@@ -89,7 +89,7 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, str
                       epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                       patience: int = 5, seed: int = 0, eval_every: int = 1, loss_fn=next_item_loss,
                       clip: float = 1.0, warmup_steps: int = 0, decay: str = "cosine", lr_floor: float = 0.1,
-                      desc: str = "train") -> pd.DataFrame:
+                      precision: str = "float32", length_buckets: int = 0, desc: str = "train") -> pd.DataFrame:
     """Train with AdamW on shuffled, seeded batches of `training_examples(data, max_len, stride)` (every training
     interaction a label once), until validation NDCG@10 stops improving.
 
@@ -98,7 +98,10 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, str
     over `warmup_steps` optimiser steps, then `decay` ('cosine', 'linear' or 'constant') to `lr_floor` x lr at the
     cap of `epochs` epochs. Every `eval_every` epochs (and after the last) the validation NDCG@10 is measured;
     training stops after `patience` evaluations without improvement and the best weights are restored.
-    max_len defaults to the model's config.max_history.
+    max_len defaults to the model's config.max_history. `precision` ('auto', 'bf16', 'float32';
+    models.autocast_dtype) runs forward and backward under bf16 autocast with float32 weights, optimiser and item
+    logits (default float32: every committed result; "auto" for the LLMs); `length_buckets` > 0 batches windows of similar length (sequences.LengthBucketBatches with chunks of
+    that many batches) instead of a plain seeded shuffle, so batches carry little padding.
     Returns the learning curve, one row per epoch: epoch, train_loss, valid_ndcg@10 (NaN on epochs without
     evaluation), lr (at the epoch's end), and the cumulative steps, tokens (input tokens, BOS included) and
     analytic training flops (training_flops_per_token x tokens).
@@ -113,8 +116,14 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, str
     if not params:
         raise ValueError("no parameter requires grad: unfreeze the ones to train")
     tokens = special_tokens(model)
-    loader = DataLoader(examples, batch_size=batch_size, sampler=SeededShuffle(len(examples), seed),
-                        collate_fn=lambda b: collate(b, *tokens))
+    collate_fn = lambda b: collate(b, *tokens)  # noqa: E731
+    if length_buckets:
+        lengths = [len(labels) for _, labels in examples]
+        loader = DataLoader(examples, batch_sampler=LengthBucketBatches(lengths, batch_size, seed, length_buckets),
+                            collate_fn=collate_fn)
+    else:
+        loader = DataLoader(examples, batch_size=batch_size, sampler=SeededShuffle(len(examples), seed),
+                            collate_fn=collate_fn)
     epoch_tokens = sum(len(inputs) + 1 for inputs, _ in examples)
     flops = training_flops_per_token(model, loss_fn)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -129,7 +138,8 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, str
         net.train()
         total = torch.zeros((), device=accelerator.device)
         for batch in loader:
-            loss = loss_fn(net, batch)
+            with mixed_precision(precision, accelerator.device):
+                loss = loss_fn(net, batch)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(params, clip)
@@ -141,7 +151,8 @@ def train_recommender(model, data: SequenceData, max_len: int | None = None, str
                "lr": schedule.get_last_lr()[0], "steps": steps, "tokens": epoch * epoch_tokens,
                "flops": epoch * epoch_tokens * flops}
         if epoch % eval_every == 0 or epoch == epochs:
-            row["valid_ndcg@10"] = evaluate_model(model, data, split="valid")["ndcg@10"].mean()
+            valid = evaluate_model(model, data, split="valid", precision=precision)
+            row["valid_ndcg@10"] = valid["ndcg@10"].mean()
             if row["valid_ndcg@10"] > best:
                 best, stale = row["valid_ndcg@10"], 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -248,7 +259,7 @@ def train_or_load(name: str, data: SequenceData, model: dict, train: dict, seed:
     path = checkpoint_dir(name, data, model, train, seed)
     if force or not (path / "meta.json").exists():
         runtime.set_seed(seed)
-        net = recommender_from_spec(model, data.n_items)
+        net = recommender_from_spec(model, data.n_items, data.item_titles)
         net, history, run = fit(lambda: (net, train_recommender(net, data, seed=seed, desc=name, **train)), train)
         save_checkpoint(path, net.save_pretrained, history,
                         {"name": name, **run, "data": data_checksum(data), "code": code_version(),

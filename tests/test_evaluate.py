@@ -78,9 +78,9 @@ def test_summarize_gives_means_and_intervals(data):
 
 
 def test_flops_per_token_by_hand():
-    model = tiny(n_layers=3, max_len=10)  # d=16, 2 heads of 8, 1 kv head, d_ff=64, vocab 26
+    model = tiny(n_layers=3, max_len=10)  # d=16, 2 heads of 8, 1 kv head, d_ff=64, 24 items (vocab 26)
     per_layer = 2 * 16 * 8 * (2 * 2 + 2 * 1) + 4 * 2 * 8 * 10 + 6 * 16 * 64
-    assert flops_per_token(model.config) == 3 * per_layer + 2 * 16 * 26
+    assert flops_per_token(model.config) == 3 * per_layer + 2 * 16 * 24  # the head scores the items only
     assert flops_per_token(model.config, context=1) < flops_per_token(model.config)
 
 
