@@ -75,19 +75,22 @@ ITEM_INITS = ("mean", "random", "title")
 
 
 def load_pretrained_recommender(path, n_items: int, max_len: int = 50, item_init: str = "mean",
-                                item_init_std: float = 0.02, item_titles: list[str] | None = None, seed: int = 0,
+                                item_init_std: float = 0.02, item_titles: list[str] | None = None,
+                                text_vocabulary: bool = True, tie_item_head: bool | None = None, seed: int = 0,
                                 **from_pretrained_kwargs):
     """A Hugging Face causal-LM checkpoint (a local folder, or a name of lwadapter.checkpoints.SOURCES) turned into
-    an item recommender.
+    an item recommender: token `config.item_token_offset + i` is item i; `num_items` and `max_history` are set.
 
-    Appends `n_items` item tokens after its existing vocabulary, so token `config.item_token_offset + i` is item
-    i, and sets `num_items` and `max_history`. Their embedding rows (input and, tied or not, output) start as
-    `item_init`: "mean" (transformers' mean-resizing: every item row identical), "random" (seeded normal rows of
-    standard deviation `item_init_std`, so initial item logits are small and distinct) or "title" (the mean of the
-    checkpoint's own token embeddings of each item's title in `item_titles`, scaled so that the rows' standard
-    deviation is `item_init_std`; items without a title start random). BOS is the checkpoint's BOS, else its EOS,
-    else a new token appended after the items; PAD is its PAD, else EOS, else BOS (padding is masked out). Extra
-    keyword arguments go to AutoModelForCausalLM.from_pretrained.
+    text_vocabulary=True appends the items after the checkpoint's vocabulary; False keeps only its BOS and PAD
+    rows before the items (the text tokens are never scored nor fed, and a 262k-token table costs memory and
+    optimiser time). The item rows start as `item_init`: "mean" (transformers' mean-resizing: every item row
+    the same), "random" (seeded normal rows) or "title" (the mean of the checkpoint's own token embeddings of each
+    item's title in `item_titles`; items without a title start random). Input rows take the text rows' standard
+    deviation when the head is untied, else `item_init_std`; output rows take `item_init_std`, so initial item
+    logits are small and distinct. tie_item_head=False gives the items a head of their own (E4SRec-style) where the
+    checkpoint ties input and output embeddings; None keeps the checkpoint's choice. BOS is the checkpoint's BOS,
+    else its EOS, else a new row; PAD is its PAD, else EOS, else BOS (padding is masked out). Extra keyword
+    arguments go to AutoModelForCausalLM.from_pretrained.
     """
     from lwadapter.checkpoints import resolve_checkpoint
 
@@ -98,42 +101,63 @@ def load_pretrained_recommender(path, n_items: int, max_len: int = 50, item_init
     path = resolve_checkpoint(path)
     model = AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
     cfg = model.config
-    offset = model.get_input_embeddings().num_embeddings
-    bos = _first_id(cfg.bos_token_id)
-    eos = _first_id(cfg.eos_token_id)
+    text = model.get_input_embeddings().weight.detach().clone()
+    bos, eos, pad = (_first_id(t) for t in (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id))
     bos = bos if bos is not None else eos
-    new_tokens = n_items + (bos is None)
-    if bos is None:
-        bos = offset + n_items
-    pad = _first_id(cfg.pad_token_id)
-    model.resize_token_embeddings(offset + new_tokens, mean_resizing=item_init == "mean")
-    if item_init != "mean":
-        rows = _item_rows(model, path, n_items, offset, item_init_std, item_titles if item_init == "title" else None,
-                          seed)
-        with torch.no_grad():
-            for table in {id(t): t for t in (model.get_input_embeddings(), model.get_output_embeddings())}.values():
-                table.weight[offset: offset + n_items] = rows.to(table.weight.dtype)
+    pad = pad if pad is not None else (eos if eos is not None else bos)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    untie = tied and tie_item_head is False
+    if text_vocabulary:
+        offset = text.shape[0]
+        specials = {}
+    else:  # keep BOS and PAD only, renumbered 0 (BOS) and 1 (PAD, when it differs)
+        specials = {t: i for i, t in enumerate(dict.fromkeys(t for t in (bos, pad) if t is not None))}
+        offset = len(specials)
+    new_bos = bos is None
+    model.resize_token_embeddings(offset + n_items + new_bos, mean_resizing=item_init == "mean" and text_vocabulary)
+    std = item_init_std
+    rows_in = _item_rows(text, path, n_items, text.std().item() if untie else std, item_init, item_titles, seed)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        for old, new in specials.items():
+            emb[new] = text[old]
+        if item_init != "mean" or not text_vocabulary:
+            emb[offset: offset + n_items] = rows_in.to(emb.dtype)
+        if untie:
+            head = nn.Linear(emb.shape[1], emb.shape[0], bias=False, dtype=emb.dtype, device=emb.device)
+            head.weight.copy_(emb)
+            head.weight[offset: offset + n_items] = _item_rows(text, path, n_items, std, item_init, item_titles,
+                                                                seed + 1).to(emb.dtype)
+            cfg.tie_word_embeddings = False
+            model.set_output_embeddings(head)
+        elif not tied and (item_init != "mean" or not text_vocabulary):
+            model.get_output_embeddings().weight[offset: offset + n_items] = _item_rows(
+                text, path, n_items, std, item_init, item_titles, seed + 1).to(emb.dtype)
     cfg.item_token_offset = offset
     cfg.num_items = n_items
     cfg.max_history = max_len
-    cfg.bos_token_id = bos
-    cfg.pad_token_id = pad if pad is not None else (eos if eos is not None else bos)
+    cfg.bos_token_id = offset + n_items if new_bos else specials.get(bos, bos)
+    cfg.pad_token_id = specials.get(pad, pad) if pad is not None else cfg.bos_token_id
+    cfg.eos_token_id = cfg.bos_token_id if not text_vocabulary else cfg.eos_token_id
     return model
 
 
-def _item_rows(model, path, n_items: int, offset: int, std: float, titles: list[str] | None,
+def _item_rows(text: torch.Tensor, path, n_items: int, std: float, item_init: str, titles: list[str] | None,
                seed: int) -> torch.Tensor:
-    """(n_items, d) initial item rows: seeded normal of `std`; with `titles`, each titled item's row is the mean of
-    its title's token embeddings (the text rows before `offset`), all title rows scaled together to `std`."""
-    text = model.get_input_embeddings().weight[:offset].detach().float()
+    """(n_items, d) initial item rows of standard deviation `std`: the mean text row ("mean"), seeded normal
+    ("random"), or ("title") the mean of each title's token embeddings among the `text` rows, all title rows scaled
+    together to `std` (items without a title random)."""
+    if item_init == "mean":
+        return text.float().mean(0).expand(n_items, -1).clone()
     rows = torch.randn(n_items, text.shape[1], generator=torch.Generator().manual_seed(seed)) * std
-    if titles:
+    if item_init == "title":
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
         titled = [i for i, title in enumerate(titles[:n_items]) if title]
-        means = torch.stack([text[torch.tensor([t for t in tokenizer(titles[i], add_special_tokens=False)["input_ids"]
-                                                if t < offset] or [0])].mean(0) for i in titled])
+        ids = [[t for t in tokenizer(titles[i], add_special_tokens=False)["input_ids"] if t < len(text)] or [0]
+               for i in titled]
+        means = torch.stack([text[torch.tensor(t)].float().mean(0) for t in ids])
         rows[titled] = means * (std / means.std().clamp(min=1e-12))
     return rows
 
@@ -230,7 +254,7 @@ PRECISIONS = ("auto", "bf16", "float32")
 _BF16_FAST: dict[str, bool] = {}
 
 
-def bf16_matmul_speedup(device="cpu", size: int = 1024, repeats: int = 5) -> float:
+def bf16_matmul_speedup(device="cpu", size: int = 512, repeats: int = 3) -> float:
     """Measured rate of a size^3 bfloat16 matmul over the float32 one on `device` (median of `repeats`)."""
     import statistics
     import time
