@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training
+.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training benchmark-llm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -40,6 +40,9 @@ gpu-check: setup  ## one GPU: criteria, compaction, 20 healing steps, speed on a
 
 benchmark-training: setup  ## training throughput at 2/8/32 layers per speed lever -> results/benchmarks/training_throughput.csv
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.throughput
+
+benchmark-llm: setup  ## SmolLM2 and Gemma-3 speed per lever (head, bf16, buckets), healing, eval, compact -> results/benchmarks/llm_speed.csv
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.llm_speed
 
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk
 

@@ -103,48 +103,53 @@ def _row(model_name, stage, lever, batches, seconds, flops_per_token_, padding):
             "achieved_tflops": computed * flops_per_token_ / seconds / 1e12}
 
 
-def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 6, bucket: int = 50, seed: int = 0):
+def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 2, bucket: int = 16, seed: int = 0):
+    """Rows of the table for one checkpoint (see the module docstring)."""
     runtime.set_seed(seed)
-    model = load_pretrained_recommender(name, data.n_items, max_len=50, item_init="random").train()
+    models = {vocab: load_pretrained_recommender(name, data.n_items, max_len=50, item_init="random",
+                                                 text_vocabulary=vocab == "text", tie_item_head=vocab == "text")
+              for vocab in ("text", "items")}
     examples = training_examples(data, 50)
     lengths = [len(labels) for _, labels in examples]
-    tokens = special_tokens(model)
     plans = {b: epoch_batches(lengths, batch_size, b, seed) for b in (0, bucket)}
-    batches = {b: [collate([examples[i] for i in idx], *tokens) for idx in plan[:steps]] for b, plan in plans.items()}
     padding = {b: padding_share(lengths, plan) for b, plan in plans.items()}
+    batches = {(vocab, b): [collate([examples[i] for i in idx], *special_tokens(model)) for idx in plan[:steps]]
+               for vocab, model in models.items() for b, plan in plans.items()}
     fast = autocast_dtype("auto", "cpu")
-    cfg = model.config
+    cfg = models["text"].config
     full_head = flops_per_token(cfg.__class__(**{**cfg.to_dict(), "num_items": None}))
-    per_token = flops_per_token(cfg)
-    trainable = training_flops_per_token(model) / per_token  # 2 + trainable share: all weights train here
-    levers = [("full vocabulary head, float32, shuffled batches", full_vocabulary_item_logits, None, 0, full_head),
-              ("item-only head", item_logits, None, 0, per_token)]
+    levers = [("full vocabulary head, float32, shuffled batches", "text", full_vocabulary_item_logits, None, 0),
+              ("item-only head", "text", item_logits, None, 0),
+              ("+ items-only vocabulary, untied item head", "items", item_logits, None, 0)]
     if fast is not None:
-        levers.append(("+ bf16 autocast", item_logits, fast, 0, per_token))
-    levers.append((f"+ length buckets{' (bf16)' if fast is not None else ''}", item_logits, fast, bucket, per_token))
+        levers.append(("+ bf16 autocast", "items", item_logits, fast, 0))
+    levers.append((f"+ length buckets{' (bf16)' if fast is not None else ''}", "items", item_logits, fast, bucket))
     rows = []
-    params = [p for p in model.parameters() if p.requires_grad]
-    for lever, logits_fn, dtype, b, fpt in levers:
-        seconds = time_steps(model, batches[b], train_step(_loss(logits_fn), params), dtype)
-        rows.append(_row(name, "fine-tuning step", lever, batches[b], seconds, fpt * trainable, padding[b]))
-        seconds = time_steps(model.eval(), batches[b], eval_step(logits_fn), dtype)
-        rows.append(_row(name, "evaluation pass", lever, batches[b], seconds, fpt, padding[b]))
-        model.train()
-        print(f"{name:<14} {lever:<50} train {rows[-2]['tokens_per_s']:>7.0f} tok/s  "
-              f"eval {rows[-1]['tokens_per_s']:>7.0f} tok/s", flush=True)
-    model.eval()
-    student = attach_adapters(compact_model(model, KEEP[name]), rank=8).train()
-    kd = DistillationLoss(model)
-    heal_params = [p for p in student.parameters() if p.requires_grad]
-    for lever, logits_fn, dtype, b, _ in (levers[0], levers[-1]):
+    for lever, vocab, logits_fn, dtype, b in levers:
+        model = models[vocab].train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        per_token = full_head if logits_fn is full_vocabulary_item_logits else flops_per_token(model.config)
+        train_per_token = per_token * training_flops_per_token(model) / flops_per_token(model.config)
+        seconds = time_steps(model, batches[vocab, b], train_step(_loss(logits_fn), params), dtype)
+        rows.append(_row(name, "fine-tuning step", lever, batches[vocab, b], seconds, train_per_token, padding[b]))
+        seconds = time_steps(model.eval(), batches[vocab, b], eval_step(logits_fn), dtype)
+        rows.append(_row(name, "evaluation pass", lever, batches[vocab, b], seconds, per_token, padding[b]))
+        print(f"{name:<14} {lever:<50} train {rows[-2]['tokens_per_s']:>7.1f} tok/s  "
+              f"eval {rows[-1]['tokens_per_s']:>7.1f} tok/s", flush=True)
+    for lever, vocab, logits_fn, dtype, b in (levers[0], levers[-1]):
+        teacher = models[vocab].eval()
+        student = attach_adapters(compact_model(teacher, KEEP[name]), rank=8).train()
+        kd = DistillationLoss(teacher)
+        heal_params = [p for p in student.parameters() if p.requires_grad]
         with mock.patch("lwadapter.healing.item_logits", logits_fn):  # the healing loss before / after the lever
-            seconds = time_steps(student, batches[b], train_step(kd, heal_params), dtype)
+            seconds = time_steps(student, batches[vocab, b], train_step(kd, heal_params), dtype)
         # the full head beyond the items: student forward + backward through it, teacher forward
-        head_extra = (full_head - per_token) * (logits_fn is full_vocabulary_item_logits)
-        rows.append(_row(name, f"healing step ({len(KEEP[name])} layers, LoRA r8 + KD)", lever, batches[b], seconds,
-                         training_flops_per_token(student, kd) + 3 * head_extra, padding[b]))
+        head_extra = (full_head - flops_per_token(teacher.config)) * (logits_fn is full_vocabulary_item_logits)
+        rows.append(_row(name, f"healing step ({len(KEEP[name])} layers, LoRA r8 + KD)", lever, batches[vocab, b],
+                         seconds, training_flops_per_token(student, kd) + 3 * head_extra, padding[b]))
         print(f"{name:<14} healing {lever:<42} {rows[-1]['tokens_per_s']:>7.0f} tok/s", flush=True)
-    full_batch = collate([examples[i] for i in np.argsort(lengths)[-batch_size:]], *tokens)
+    model = models["items"].eval()
+    full_batch = collate([examples[i] for i in np.argsort(lengths)[-batch_size:]], *special_tokens(model))
     with torch.autocast("cpu", dtype=fast, enabled=fast is not None):
         speed = compare_efficiency(model, compact_model(model, KEEP[name]).eval(), full_batch, repeats=5, warmup=1)
     compact = speed.iloc[1]
@@ -157,7 +162,7 @@ def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 6, bucke
     return rows
 
 
-def benchmark(dataset: str, models: list[str], steps: int = 6) -> pd.DataFrame:
+def benchmark(dataset: str, models: list[str], steps: int = 2) -> pd.DataFrame:
     torch.set_num_threads(runtime.THREADS)
     data = load_prepared(dataset)
     rows = [{"model": "machine", "stage": "matmul 2048x576x1536", "lever": dtype,
@@ -174,7 +179,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="amazon-electronics")
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per lever")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per lever")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     runtime.quiet()
