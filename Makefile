@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training benchmark-llm
+.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training benchmark-llm html
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -33,16 +33,19 @@ unit: setup  ## unit tests only (fast)
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""
 
 scale: setup  ## CPU scale benchmark (~10 min, 1 thread) -> results/benchmarks/scale.{csv,json}, paper/figures/scale_cost.*
-	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(BIN)/python -m lwadapter.scale
+	TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(BIN)/python -m lwadapter.bench.scale
 
 gpu-check: setup  ## one GPU: criteria, compaction, 20 healing steps, speed on a Llama-3-8B shape -> results/gpu/*.csv
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.gpu_check $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.bench.gpu_check $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 benchmark-training: setup  ## training throughput at 2/8/32 layers per speed lever -> results/benchmarks/training_throughput.csv
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.throughput
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.bench.throughput
 
 benchmark-llm: setup  ## SmolLM2 and Gemma-3 speed per lever (head, bf16, buckets), healing, eval, compact -> results/benchmarks/llm_speed.csv
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.llm_speed
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.bench.llm_speed
+
+html: setup  ## the executed notebooks as static HTML pages (stored outputs, no execution) -> results/html/index.html
+	$(BIN)/python -m lwadapter.report.html
 
 TEX_PACKAGES := texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended latexmk
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lwadapter import gpu_check
-from lwadapter.scale import CRITERIA
+from lwadapter.bench import gpu_check
+from lwadapter.bench.scale import CRITERIA
 
 
 def test_tiny_gpu_check_writes_every_table(tmp_path):

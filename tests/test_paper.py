@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from lwadapter import paper
+from lwadapter.report import paper
 from lwadapter.runtime import RESULTS_DIR, ROOT
 
 NOTEBOOK_07 = ROOT / "notebooks" / "07_paper_figures.ipynb"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lwadapter import scale
+from lwadapter.bench import scale
 from lwadapter.evaluate import count_parameters
 
 

@@ -1,6 +1,6 @@
 """Recipe search: grid values from the command line are typed as a user means them."""
 
-from lwadapter.tuning import MODEL, TRAIN, parse_value
+from lwadapter.bench.tuning import MODEL, TRAIN, parse_value
 
 
 def test_grid_values_parse_numbers_yaml_leaves_as_strings():

@@ -191,3 +191,55 @@ def quality_vs_compute(routes: pd.DataFrame):
         ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+ROUTE_STYLE = {"scratch": ("trained from scratch (study data)", "s", "0.15"),
+               "pretrained": ("pretrained + adapted", "^", "0.5")}
+
+
+def criteria_vs_k(compact_eval: pd.DataFrame, criteria: list[str] | None = None, adapter: str = "lora"):
+    """The study's question at a glance: quality kept (test NDCG@10 / the full model's, paired 95% interval)
+    against layers kept, one colour per criterion / strategy: dashed, before healing (every k); solid points with
+    intervals, healed with `adapter`; the controls of the same depth (from scratch, pretrained + adapted) in grey;
+    the full model at 1. One panel per architecture. `criteria` limits the curves (default: every one except the
+    removal ground truths)."""
+    frame = compact_eval.assign(healed=compact_eval["healed"].astype(bool),
+                                method=compact_eval["criterion"] + " / " + compact_eval["strategy"])
+    methods = frame[~frame["strategy"].isin(["full", *ROUTE_STYLE]) & ~frame["criterion"].isin(GROUND_TRUTH)]
+    if criteria is not None:
+        methods = methods[methods["criterion"].isin(criteria)]
+    order = sorted(methods["method"].unique(), key=lambda m: (not m.startswith("fisher"), m))
+    palette = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]  # grey is the controls'
+    colours = dict(zip(order, palette if len(order) <= len(palette) else sns.color_palette("husl", len(order))))
+    models = sorted(frame["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 4.4), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        part = methods[methods["model"] == model]
+        healed = part[part["healed"] & (part["adapter"] == adapter)]
+        offsets = dict(zip(order, np.linspace(-1.2, 1.2, len(order))))  # healed points dodged around their k
+        for method in order:
+            before = part[(part["method"] == method) & ~part["healed"]].sort_values("k")
+            ax.plot(before["k"], before["quality_kept"], ls="--", lw=0.9, marker=".", color=colours[method], alpha=0.7)
+            after = healed[healed["method"] == method].sort_values("k")
+            if len(after):
+                x = after["k"] + offsets[method]
+                err = np.clip([after["quality_kept"] - after["ci_low"], after["ci_high"] - after["quality_kept"]], 0, None)
+                ax.errorbar(x, after["quality_kept"], yerr=err, fmt="o-", ms=4.5, lw=1.4, capsize=2,
+                            color=colours[method], label=method)
+        for route, (label, marker, colour) in ROUTE_STYLE.items():
+            ctrl = frame[(frame["model"] == model) & (frame["strategy"] == route)].sort_values("k")
+            if len(ctrl):
+                err = np.clip([ctrl["quality_kept"] - ctrl["ci_low"], ctrl["ci_high"] - ctrl["quality_kept"]], 0, None)
+                ax.errorbar(ctrl["k"], ctrl["quality_kept"], yerr=err, fmt=marker + ":", ms=6, lw=1, capsize=2,
+                            color=colour, label=label)
+        ax.axhline(1, color="0.3", lw=1)
+        ax.annotate("full model", (0.01, 1), xycoords=("axes fraction", "data"), xytext=(0, 3),
+                    textcoords="offset points", fontsize=7, color="0.3")
+        ax.set_xlabel("decoder layers kept")
+        ax.set_ylabel("quality kept (test NDCG@10 / full model)")
+        ax.set_title(f"{model}: healed ({adapter}, points with 95% intervals) and before healing (dashed)",
+                     fontsize=9)
+        integer_ticks(ax)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1))
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,6 @@
 """Choose the training recipe on validation users only: a small grid, every run to convergence, one tidy table.
 
-`python -m lwadapter.tuning --dataset ml-100k --layers 8 -g lr 1e-3 3e-3 -g dropout 0 0.1` trains the default
+`python -m lwadapter.bench.tuning --dataset ml-100k --layers 8 -g lr 1e-3 3e-3 -g dropout 0 0.1` trains the default
 recommender (notebook 02's width and recipe) for every combination through train_or_load (checkpoints cached, so
 a repeated combination is read back, not retrained) and writes results/<dataset>/tuning_<arch>-<layers>L.csv (rows
 accumulate across invocations): the combination, its best validation NDCG@10, epochs, stop reason and compute,
@@ -30,7 +30,7 @@ MODEL = dict(arch="llama", hidden=32, heads=2, kv_heads=1, max_len=50, tie_embed
 TRAIN = dict(epochs=60, batch_size=64, lr=3e-3, weight_decay=0.0, patience=5, warmup_steps=50, decay="cosine",
              lr_floor=0.1)
 LLM_MODEL = dict(max_len=50, item_init="random", item_init_std=0.02, text_vocabulary=False, tie_item_head=False)
-LLM_TRAIN = dict(epochs=30, batch_size=32, lr=1e-4, new_lr=1e-3, weight_decay=0.0, patience=3, warmup_steps=20,
+LLM_TRAIN = dict(epochs=30, batch_size=32, lr=1e-4, weight_decay=0.0, patience=3, warmup_steps=20,
                  decay="cosine", lr_floor=0.1, precision="auto", length_buckets=16)
 
 
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     curves = _accumulate(out / f"{name}_curves.csv", curves, ["model", *grid])
     write_csv(out / f"{name}.csv", table)
     write_csv(out / f"{name}_curves.csv", curves)
-    write_json(out / f"{name}.json", provenance({"command": "python -m lwadapter.tuning " + " ".join(sys.argv[1:] if argv is None else argv),
+    write_json(out / f"{name}.json", provenance({"command": "python -m lwadapter.bench.tuning " + " ".join(sys.argv[1:] if argv is None else argv),
                                                  "grid": grid, "model": model, "train": train}, 0))
     print(table.round(4).to_string(index=False))
 

@@ -283,7 +283,7 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
 
     Tables go to <tables_dir>/<dataset>_*.tex; figures are returned for the caller to show and save.
     """
-    from lwadapter import paper_figures as pf
+    from lwadapter.report import figures as pf
 
     results = read_results(results_dir / dataset)
     title, figures, agree, shares = DATASET_TITLES.get(dataset, dataset), {}, None, None
@@ -316,6 +316,7 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
                     f"{title}: compact models with {k} layers, before and after healing; quality kept = compact / "
                     "full NDCG@10 with a paired bootstrap interval; measured and FLOP-ideal speed-up.", folder=tables_dir)
         figures["healing"] = pf.healing_effect(ev[ev["k"] == k])
+        figures["criteria_vs_k"] = pf.criteria_vs_k(ev, criteria)
         figures["speedup"] = pf.speedups(ev)
         if "base_models" in results:
             from lwadapter.compare import training_compute
@@ -462,10 +463,10 @@ def readme_section(text: str, readme=README) -> str:
     return f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
 
 
-KEY_FIGURE_CAPTION = ("Test NDCG@10 against training FLOPs of every route to a k-layer model (k = 4, 8, 16): "
-                      "trained from scratch on the study data, pretrained on the corpus and adapted, and the "
-                      "pretrained 32-layer teacher pruned and healed (healing alone, with the teacher's training "
-                      "amortised over the k compressed from it, and with all of it).")
+KEY_FIGURE_CAPTION = ("Which criterion, and how many layers can go? Quality kept (test NDCG@10 of the compact model / "
+                      "the full teacher's, paired 95% bootstrap interval) against decoder layers kept: each "
+                      "criterion before healing (dashed) and healed with LoRA rank 8 + distillation (points), next "
+                      "to models of the same depth trained from scratch and pretrained + adapted (grey).")
 
 
 def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | None = None) -> str:

@@ -1,7 +1,7 @@
 """Speed at LLM size: the machine's matmul rates, then a fine-tuning step, a healing step and an evaluation pass of
 real pretrained LLMs before and after each speed lever, and the compact models' measured vs FLOP-ideal speed-up.
 
-`python -m lwadapter.llm_speed [--dataset amazon-electronics] [--models smollm2-135m gemma3-270m]` measures, in one
+`python -m lwadapter.bench.llm_speed [--dataset amazon-electronics] [--models smollm2-135m gemma3-270m]` measures, in one
 process on an idle machine (2 threads), on batches of 32 real training windows of the prepared dataset:
 - the float32 and bfloat16 rate of a 2048 x 576 x 1536 matmul;
 - per model and lever (cumulative: the full vocabulary head in float32 on plainly shuffled batches -> item-only
@@ -187,7 +187,7 @@ def main(argv=None) -> None:
     out = runtime.RESULTS_DIR / "benchmarks"
     write_csv(out / "llm_speed.csv", table)
     write_json(out / "llm_speed.json", provenance({
-        "command": "python -m lwadapter.llm_speed " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m lwadapter.bench.llm_speed " + " ".join(sys.argv[1:] if argv is None else argv),
         "dataset": args.dataset, "models": args.models, "keep": KEEP, "threads": runtime.THREADS,
         "cpu": _cpu_name()}, 0))
     print(table.round(4).to_string(index=False))

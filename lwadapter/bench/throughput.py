@@ -1,6 +1,6 @@
 """Training-throughput benchmark: the training loop at 2, 8 and 32 layers against each speed lever, one process.
 
-`python -m lwadapter.throughput [--dataset ml-100k] [--users N]` trains one epoch (of every user, or of a seeded
+`python -m lwadapter.bench.throughput [--dataset ml-100k] [--users N]` trains one epoch (of every user, or of a seeded
 subset of N) per (depth, lever) and writes tokens per second, seconds per epoch of every user and the ratio to the
 landed loop to results/benchmarks/training_throughput.csv. A benchmark, not a test: nothing here asserts a time.
 """
@@ -20,7 +20,7 @@ from lwadapter.results import provenance, write_csv, write_json
 from lwadapter.scoring import user_subset
 from lwadapter.sequences import training_examples
 from lwadapter.train import next_item_loss, train_recommender
-from lwadapter.tuning import MODEL  # notebook 02's default recommender
+from lwadapter.bench.tuning import MODEL  # notebook 02's default recommender
 
 
 
@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     out = runtime.RESULTS_DIR / "benchmarks"
     write_csv(out / "training_throughput.csv", table.round(4))
     write_json(out / "training_throughput.json",
-               provenance({"command": "python -m lwadapter.throughput " + " ".join(sys.argv[1:] if argv is None else argv),
+               provenance({"command": "python -m lwadapter.bench.throughput " + " ".join(sys.argv[1:] if argv is None else argv),
                            "dataset": args.dataset, "users": args.users, "model": MODEL}, 0))
     print(table.round(3).to_string(index=False))
 

@@ -1,7 +1,7 @@
 """Scale benchmark: what every criterion, compaction, one healing step and the compact model's speed cost on random
 Llama-3-shaped recommenders of about 10M, 100M and 1B parameters, extrapolated to Llama-3-8B.
 
-    python -m lwadapter.scale            # -> results/benchmarks/scale.csv (+ scale.json), paper/figures/scale_cost.*
+    python -m lwadapter.bench.scale            # -> results/benchmarks/scale.csv (+ scale.json), paper/figures/scale_cost.*
 
 Every measurement runs in a fresh spawned process that loads the saved model, resets the process's peak resident
 set size (Linux: /proc/self/clear_refs), runs the step and reads VmHWM. `peak_over_weights` is that peak above the
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lwadapter import plots
+from lwadapter.report import plots
 from lwadapter.compact import compact_model
 from lwadapter.evaluate import compare_efficiency, count_parameters
 from lwadapter.healing import DistillationLoss, attach_adapters

@@ -1,8 +1,8 @@
 """One-command GPU check: every criterion, compaction to 8 layers, LoRA + distillation steps and full vs compact
 latency on a Llama-3-8B-shaped recommender (random init, bfloat16) or a local checkpoint, on one GPU.
 
-    python -m lwadapter.gpu_check [--checkpoint PATH] [--checkpointing]     (make gpu-check)
-    python -m lwadapter.gpu_check --tiny --out /tmp/gpu                     (the same path, tiny, on the CPU)
+    python -m lwadapter.bench.gpu_check [--checkpoint PATH] [--checkpointing]     (make gpu-check)
+    python -m lwadapter.bench.gpu_check --tiny --out /tmp/gpu                     (the same path, tiny, on the CPU)
 
 Writes <out>/criteria.csv (seconds, seconds per sequence, peak memory and its ratio to the weight bytes per
 criterion), layer_scores.csv, healing.csv (loss and seconds per step) and speed.csv (full vs compact latency,
@@ -21,7 +21,7 @@ from lwadapter.evaluate import compare_efficiency, count_parameters
 from lwadapter.models import best_dtype, load_pretrained_recommender
 from lwadapter.results import write_csv
 from lwadapter.runtime import RESULTS_DIR
-from lwadapter.scale import (CRITERIA, LLAMA3_8B, LLAMA3_TEXT_VOCAB, build, distillation_steps, peak_memory,
+from lwadapter.bench.scale import (CRITERIA, LLAMA3_8B, LLAMA3_TEXT_VOCAB, build, distillation_steps, peak_memory,
                              random_data, weight_bytes)
 from lwadapter.scoring import calibration_batches, score_layers
 from lwadapter.selection import top_k
