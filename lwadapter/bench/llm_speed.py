@@ -1,11 +1,12 @@
 """Speed at LLM size: the machine's matmul rates, then a fine-tuning step, a healing step and an evaluation pass of
 real pretrained LLMs before and after each speed lever, and the compact models' measured vs FLOP-ideal speed-up.
 
-`python -m lwadapter.bench.llm_speed [--dataset amazon-electronics] [--models smollm2-135m gemma3-270m]` measures, in one
-process on an idle machine (2 threads), on batches of 32 real training windows of the prepared dataset:
+`python -m lwadapter.bench.llm_speed [--dataset amazon-electronics] [--models smollm2-135m gemma3-270m]` measures, in
+one process on an idle machine (2 threads), on batches of 32 real training windows of the prepared dataset:
 - the float32 and bfloat16 rate of a 2048 x 576 x 1536 matmul;
 - per model and lever (cumulative: the full vocabulary head in float32 on plainly shuffled batches -> item-only
-  head -> bf16 autocast where it pays (models.autocast_dtype('auto')) -> length-bucketed batches): used tokens/s
+  head -> items-only vocabulary with an untied item head -> bf16 autocast where it pays
+  (models.autocast_dtype('auto'); skipped where it does not) -> length-bucketed batches): used tokens/s
   (non-padding), the padding share of the batches and the achieved TFLOP/s (analytic training FLOPs of the
   computed tokens, padding included);
 - a healing step (the model's `keep` layers as a compact student with LoRA rank 8, distilled from the full model);
