@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from lwadapter import data as lwdata
-from lwadapter.data import DataError, Preparation, _counts
+from lwadapter.data import Preparation, _counts
+from lwadapter.raw_files import DataError, fetch_movielens, fetch_movielens_1m
+from lwadapter.readers import read_interactions, read_item_years
 from lwadapter.results import sha256_file, write_json
 from lwadapter.sequences import SequenceData
 
@@ -42,7 +44,7 @@ class CorpusSource:
 CORPORA = {
     "amazon-electronics": CorpusSource(fetch=lambda: lwdata.AMAZON_DEFAULT, match="id",
                                        shares_source=True),
-    "ml-100k": CorpusSource(fetch=lwdata.fetch_movielens_1m, match="title", study_source=lwdata.fetch_movielens),
+    "ml-100k": CorpusSource(fetch=fetch_movielens_1m, match="title", study_source=fetch_movielens),
 }
 
 
@@ -148,13 +150,13 @@ def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None
     if data_path is None and source_spec.shares_source:
         data_path = study_path
     path = Path(data_path) if data_path is not None else source_spec.fetch()
-    frame, titles = lwdata.read_interactions(path)
+    frame, titles = read_interactions(path)
     corpus, stages = build_corpus(frame, f"{dataset}-corpus", study.user_ids, lwdata.DATASETS[dataset], titles,
                                   n_users, seed)
     years = {}
     if source_spec.match == "title":
-        years = {"study_years": lwdata.read_item_years(source_spec.study_source()),
-                 "corpus_years": lwdata.read_item_years(path)}
+        years = {"study_years": read_item_years(source_spec.study_source()),
+                 "corpus_years": read_item_years(path)}
     mapping = item_mapping(study, corpus, source_spec.match, **years)
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     source = {"path": lwdata._display_path(path), "files": {f.name: sha256_file(f) for f in files if f.is_file()},

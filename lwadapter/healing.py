@@ -26,10 +26,10 @@ from torch import nn
 
 from lwadapter.compact import compact_model, kept_layers, validate_keep
 from lwadapter.evaluate import flops_per_token
+from lwadapter.layer_gradients import layer_hooks
 from lwadapter.models import activation_checkpointing, decoder_layers, item_logits
 from lwadapter.results import content_hash, provenance, sha256_file, write_json
 from lwadapter.runtime import set_seed
-from lwadapter.scoring import layer_hooks
 from lwadapter.sequences import IGNORE, SequenceData
 from lwadapter.train import (Trained, checkpoint_dir, data_checksum, fit, item_cross_entropy, save_checkpoint,
                              train_recommender)
@@ -37,7 +37,7 @@ from lwadapter.train import (Trained, checkpoint_dir, data_checksum, fit, item_c
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BRIDGE = "bridge"  # attribute name of a bridge inside its decoder layer, and the PEFT `modules_to_save` entry
 BRIDGE_FILE = "bridges.json"
-CODE_FILES = ("compact.py", "healing.py", "scoring.py")  # beyond train.CODE_FILES, what shapes a healed adapter
+CODE_FILES = ("compact.py", "healing.py", "layer_gradients.py")  # beyond train.CODE_FILES: what shapes an adapter
 
 
 class Bridge(nn.Module):
@@ -150,7 +150,7 @@ def hidden_matching_loss(student: list[torch.Tensor], teacher: list[torch.Tensor
 
 
 def _recording(model, states: dict, on: bool):
-    """While on, scoring.layer_hooks store each layer's output in `states` (output left unchanged)."""
+    """While on, layer_gradients.layer_hooks store each layer's output in `states` (output left unchanged)."""
     return layer_hooks(model, lambda layer, _input, output: states.__setitem__(layer, output)) if on \
         else contextlib.nullcontext()
 

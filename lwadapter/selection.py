@@ -6,8 +6,9 @@ import torch
 from tqdm.auto import tqdm
 
 from lwadapter.compact import only_layers
+from lwadapter.layer_gradients import float_item_loss, layer_states
 from lwadapter.models import decoder_layers, to_model_device
-from lwadapter.scoring import angular_distance, float_item_loss, layer_states
+from lwadapter.scoring import angular_distance
 from lwadapter.sequences import IGNORE
 
 

@@ -17,8 +17,9 @@ SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "
 @pytest.fixture
 def isolated_outputs(tmp_path, monkeypatch):
     """Point data/ and results/ at a temporary folder so tests never touch the repository's files."""
-    from lwadapter import data
+    from lwadapter import data, raw_files
 
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(raw_files, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(data, "RESULTS_DIR", tmp_path / "results")
     return tmp_path

@@ -7,7 +7,9 @@ import pytest
 
 from lwadapter import corpus as lwcorpus
 from lwadapter import data as lwdata
-from lwadapter.data import DataError, Preparation
+from lwadapter import readers
+from lwadapter.data import Preparation
+from lwadapter.raw_files import DataError
 from tests.conftest import SHARED
 from tests.test_data import random_frame, requires_shared
 
@@ -96,7 +98,7 @@ def test_unknown_corpus():
 def test_real_amazon_corpus_leaves_out_every_study_user(isolated_outputs):
     study, _ = lwdata.prepare_dataset("amazon-electronics")
     corpus, mapping, card = lwcorpus.prepare_corpus("amazon-electronics", study)
-    frame, _ = lwdata.read_interactions(os.path.join(SHARED, "gerec-electronics-sample-2018"))
+    frame, _ = readers.read_interactions(os.path.join(SHARED, "gerec-electronics-sample-2018"))
     study_rows = frame[frame["user"].isin(study.user_ids)]
     assert len(study_rows) > 0 and set(corpus.user_ids).isdisjoint(study_rows["user"])
     assert pairs(corpus) <= set(zip(frame["user"], frame["item"])) - set(zip(study_rows["user"], study_rows["item"]))

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from lwadapter import data as lwdata
-from lwadapter.data import DataError, Preparation
+from lwadapter import raw_files, readers
+from lwadapter.data import Preparation
+from lwadapter.raw_files import DataError
 from tests.conftest import SHARED
 
 ROWS = [  # user, item, rating, timestamp: u1 has a timestamp tie (i2, i3) broken by file order
@@ -42,7 +44,7 @@ def write_fixtures(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv2014", "jsonl", "parquet", "inter", "seq"])
 def test_readers_give_the_same_sequences(tmp_path, fmt):
-    frame, _ = lwdata.read_interactions(write_fixtures(tmp_path)[fmt])
+    frame, _ = readers.read_interactions(write_fixtures(tmp_path)[fmt])
     prepared = lwdata.chronological_split(frame, "toy", {})
     seqs = {u: [prepared.item_ids[i] for i in t] + [prepared.item_ids[v], prepared.item_ids[s]]
             for u, t, v, s in zip(prepared.user_ids, prepared.train, prepared.valid, prepared.test)}
@@ -50,7 +52,7 @@ def test_readers_give_the_same_sequences(tmp_path, fmt):
 
 
 def test_2018_csv_without_header_detects_item_column(tmp_path):
-    frame, _ = lwdata.read_interactions(write_fixtures(tmp_path)["csv2018"])
+    frame, _ = readers.read_interactions(write_fixtures(tmp_path)["csv2018"])
     assert frame["item"].str.len().eq(10).all() and frame["user"].str.startswith("A").all()
     assert len(frame) == len(ROWS)
 
@@ -140,7 +142,7 @@ def test_truncated_jsonl_names_line(isolated_outputs):
     path = isolated_outputs / "cut.jsonl"
     path.write_text('{"user_id": "u", "parent_asin": "i", "rating": 5, "timestamp": 1}\n{"user_id": "u", "par')
     with pytest.raises(DataError, match="cut.jsonl, line 2: invalid JSON"):
-        lwdata.read_interactions(path)
+        readers.read_interactions(path)
 
 
 def test_unknown_dataset():
@@ -163,15 +165,15 @@ def test_nothing_left_after_filtering(isolated_outputs):
 
 
 def test_movielens_fetch_verifies_checksums(tmp_path):
-    raw = lwdata.fetch_movielens(tmp_path / "ml-100k")
-    frame, titles = lwdata.read_interactions(raw)
+    raw = raw_files.fetch_movielens(tmp_path / "ml-100k")
+    frame, titles = readers.read_interactions(raw)
     assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (100_000, 943, 1_682)
     assert titles["1"] == "Toy Story"
-    assert lwdata.fetch_movielens(tmp_path / "ml-100k") == raw  # cached copy reused
+    assert raw_files.fetch_movielens(tmp_path / "ml-100k") == raw  # cached copy reused
     inter = next(p for p in raw.iterdir() if p.name in ("ml-100k.inter", "u.data"))
     inter.write_bytes(inter.read_bytes()[:-10])
     with pytest.raises(DataError, match="checksum mismatch.*Delete"):
-        lwdata.fetch_movielens(tmp_path / "ml-100k")
+        raw_files.fetch_movielens(tmp_path / "ml-100k")
 
 
 requires_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data/amazon-electronics not present")
@@ -179,7 +181,7 @@ requires_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../share
 
 @requires_shared
 def test_real_amazon_sample_matches_provenance():
-    frame, _ = lwdata.read_interactions(os.path.join(SHARED, "gerec-electronics-sample-2018"))
+    frame, _ = readers.read_interactions(os.path.join(SHARED, "gerec-electronics-sample-2018"))
     assert frame["user"].nunique() == 6_274 and frame["item"].nunique() == 3_666
     assert len(frame) == 151_075 and len(frame.drop_duplicates(["user", "item"])) == 149_717
     per_user = frame.groupby("user").size()
@@ -197,7 +199,7 @@ def test_real_amazon_study_sampling(isolated_outputs):
 
 @requires_shared
 def test_real_amazon_2014_ratings_head():
-    frame, _ = lwdata.read_interactions(os.path.join(SHARED, "ratings_Electronics-2014-head", "ratings_Electronics.csv"))
+    frame, _ = readers.read_interactions(os.path.join(SHARED, "ratings_Electronics-2014-head", "ratings_Electronics.csv"))
     assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (50_698, 47_141, 3_529)
     assert frame["rating"].value_counts()[5.0] == 28_064
 
@@ -218,20 +220,20 @@ def test_item_years_from_recbole_and_grouplens_item_files(tmp_path):
     (tmp_path / "toy.inter").write_text("user_id:token\titem_id:token\n")
     (tmp_path / "toy.item").write_text("item_id:token\tmovie_title:token\trelease_year:float\n"
                                        "1\tToy Story\t1995.0\n2\tunknown\t\n")
-    assert lwdata.read_item_years(tmp_path / "toy.inter") == {"1": "1995"}
+    assert readers.read_item_years(tmp_path / "toy.inter") == {"1": "1995"}
     (tmp_path / "ml").mkdir()
     (tmp_path / "ml" / "u.data").write_text("1\t1\t5\t100\n")
     (tmp_path / "ml" / "u.item").write_text("1|Toy Story (1995)|01-Jan-1995\n2|unknown|\n")
-    assert lwdata.read_item_years(tmp_path / "ml") == {"1": "1995"}
+    assert readers.read_item_years(tmp_path / "ml") == {"1": "1995"}
 
 
 def test_movielens_1m_fetch_verifies_checksums(tmp_path):
-    raw = lwdata.fetch_movielens_1m(tmp_path / "ml-1m")
-    frame, titles = lwdata.read_interactions(raw)
+    raw = raw_files.fetch_movielens_1m(tmp_path / "ml-1m")
+    frame, titles = readers.read_interactions(raw)
     assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (1_000_209, 6_040, 3_706)
     assert titles["Toy Story (1995)"] == "Toy Story"
-    assert lwdata.read_item_years(raw)["Titanic (1953)"] == "1953"
-    assert lwdata.fetch_movielens_1m(tmp_path / "ml-1m") == raw  # cached copy reused
+    assert readers.read_item_years(raw)["Titanic (1953)"] == "1953"
+    assert raw_files.fetch_movielens_1m(tmp_path / "ml-1m") == raw  # cached copy reused
     (raw / "ml-1m.item").write_text("tampered")
     with pytest.raises(DataError, match="checksum mismatch.*ml-1m.item.*Delete"):
-        lwdata.fetch_movielens_1m(tmp_path / "ml-1m")
+        raw_files.fetch_movielens_1m(tmp_path / "ml-1m")

@@ -7,9 +7,9 @@ from pathlib import Path
 import lwadapter
 
 PACKAGE = Path(lwadapter.__file__).parent
-STAGES = ["runtime", "results", "sequences", "data", "corpus", "checkpoints", "models", "metrics", "evaluate",
-          "train", "transfer", "pretrain", "compact", "scoring", "selection", "healing", "compare", "scenarios",
-          "runner"]
+STAGES = ["runtime", "results", "sequences", "raw_files", "readers", "data", "corpus", "checkpoints", "models",
+          "metrics", "evaluate", "train", "transfer", "pretrain", "compact", "layer_gradients", "score_ranks",
+          "scoring", "selection", "healing", "compare", "scenarios", "runner"]
 
 
 def imported(path: Path) -> set[str]:
@@ -18,7 +18,7 @@ def imported(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lwadapter"):
             base = node.module.removeprefix("lwadapter").lstrip(".")
-            names |= {f"{base}.{a.name}".strip(".") if not base or base in ("report", "bench") else base
+            names |= {f"{base}.{a.name}".strip(".") if not base or base in ("report", "bench", "study") else base
                       for a in node.names}
         elif isinstance(node, ast.Import):
             names |= {a.name.removeprefix("lwadapter.") for a in node.names if a.name.startswith("lwadapter.")}
@@ -43,4 +43,16 @@ def test_reporting_never_imports_the_tools():
 
 def test_modules_stay_small():
     sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
-    assert not {p: n for p, n in sizes.items() if n > 560}, "split a module that grows past ~550 lines"
+    assert not {p: n for p, n in sizes.items() if n > 350}, "split a module that grows past ~350 lines"
+
+
+STUDY = ["base_models", "layer_scoring", "layer_selection", "adapter_healing", "evaluation"]  # notebooks 02-06
+
+
+def test_study_steps_import_stages_and_earlier_steps_only():
+    assert {p.stem for p in (PACKAGE / "study").glob("*.py")} - {"__init__"} == set(STUDY)
+    for i, step in enumerate(STUDY):
+        for module in imported(PACKAGE / "study" / f"{step}.py"):
+            first = module.split(".")[0]
+            assert first in STAGES or module in {f"study.{s}" for s in STUDY[:i]}, \
+                f"lwadapter/study/{step}.py imports {module}: a step uses the stages and earlier steps only"

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from lwadapter.report import paper
+from lwadapter.report import latex, paper, tables
+from lwadapter.report import macros as lwmacros
 from lwadapter.runtime import RESULTS_DIR, ROOT
 
 NOTEBOOK_07 = ROOT / "notebooks" / "07_paper_figures.ipynb"
@@ -24,15 +25,15 @@ def notebook_parameters(path) -> dict:
 
 def test_latex_table_escapes_and_formats():
     frame = pd.DataFrame({"model": ["a_b"], "ndcg@10": [0.12345], "ci": [float("nan")]})
-    text = paper.latex_table(frame, "Caption 95\\%", "tab:x", digits=2)
+    text = latex.latex_table(frame, "Caption 95\\%", "tab:x", digits=2)
     assert r"a\_b & 0.12 & -- \\" in text and r"\begin{tabular}{lrr}" in text and r"\toprule" in text
     assert r"\begin{adjustbox}{max width=\linewidth}" in text
 
 
 def test_macro_names_are_letters_only():
-    assert paper.macro_name("ml-100k", "qwen3", "fisher spearman") == "MlHundredKQwenThreeFisherSpearman"
+    assert lwmacros.macro_name("ml-100k", "qwen3", "fisher spearman") == "MlHundredKQwenThreeFisherSpearman"
     with pytest.raises(ValueError, match="letters only"):
-        paper.write_macros({"Bad1": "x"})
+        lwmacros.write_macros({"Bad1": "x"})
 
 
 def test_readme_section_replaces_only_between_markers(tmp_path):
@@ -129,7 +130,7 @@ def test_budget_and_reach_tables():
                             "valid_ndcg@10_before": [0.05, 0.02, 0.05, 0.01],
                             "valid_ndcg@10_first_epoch": [0.08, 0.07, 0.06, 0.05],
                             "best_valid_ndcg@10": [0.09, 0.09, 0.07, 0.06]})
-    budget = paper.budget_table(healing, 8)
+    budget = tables.budget_table(healing, 8)
     assert list(budget.columns) == ["model", "method", "lora 0 steps", "lora 1 epoch", "lora converged",
                                     "lora-r1 0 steps", "lora-r1 1 epoch", "lora-r1 converged"]
     assert budget.set_index("method").loc["random / top-k", "lora 1 epoch"] == 0.07
@@ -148,7 +149,7 @@ def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp
     macros, figures = paper.build_all(params["datasets"], params["k"], params["criteria"], tables_dir=tmp_path)
     for fig in figures.values():
         plt.close(fig)
-    committed = paper.TABLES_DIR
+    committed = latex.TABLES_DIR
     assert sorted(p.name for p in tmp_path.glob("*.tex")) == sorted(p.name for p in committed.glob("*.tex"))
     for path in tmp_path.glob("*.tex"):
         assert path.read_text() == (committed / path.name).read_text(), f"{path.name}: rerun notebook 07"

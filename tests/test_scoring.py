@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lwadapter import scoring
+from lwadapter import layer_gradients, score_ranks, scoring
 from lwadapter.models import decoder_layers
 from lwadapter.train import next_item_loss, train_recommender
 from tests.synthetic import cyclic_data, identity_layers, tiny
@@ -109,7 +109,7 @@ def test_per_sample_fisher_equals_single_sample_loop(arch):
         sizes = np.cumsum([0] + [len(g) for g in groups])
         expected.append([sum(x.pow(2).sum() for x in grads[a:b]) for a, b in zip(sizes, sizes[1:])])
     expected = torch.tensor(expected)
-    got = scoring.per_sample_squared_gradients(model, batch).float()
+    got = layer_gradients.per_sample_squared_gradients(model, batch).float()
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-10)
     fisher = scoring.fisher_empirical(model, [batch], n_boot=5)
     np.testing.assert_allclose(fisher["score"], expected.mean(dim=0).double().numpy(), rtol=1e-4)
@@ -137,10 +137,10 @@ def test_score_layers_runs_every_criterion_and_rejects_unknown(trained, batches)
 
 
 def test_rank_correlations_match_hand_computed_values():
-    assert scoring.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
-    assert scoring.kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
-    assert scoring.kendall([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(0.8)  # tau-b with one tie in each
-    assert scoring.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert score_ranks.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert score_ranks.kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    assert score_ranks.kendall([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(0.8)  # tau-b with one tie in each
+    assert score_ranks.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
 def frame(**criteria):
@@ -153,11 +153,11 @@ def test_fusion_ranks_and_agreement():
     np.testing.assert_allclose(fused["score"], [2.5, 3.0, 1.5, 3.0])
     with pytest.raises(ValueError, match="not in the scores"):
         scoring.fuse(scores, ["a", "c"])
-    ranked = scoring.add_ranks(scores)
+    ranked = score_ranks.add_ranks(scores)
     assert ranked[ranked["criterion"] == "a"]["rank"].tolist() == [4, 2, 3, 1]
-    agreement = scoring.rank_agreement(scores, reference="truth").set_index("criterion")
+    agreement = score_ranks.rank_agreement(scores, reference="truth").set_index("criterion")
     assert agreement.loc["a", "spearman"] == pytest.approx(1.0) and agreement.loc["a", "kendall"] == pytest.approx(1.0)
-    matrix = scoring.correlation_matrix(scores, "kendall")
+    matrix = score_ranks.correlation_matrix(scores, "kendall")
     assert matrix.loc["a", "truth"] == pytest.approx(1.0) and matrix.loc["b", "b"] == pytest.approx(1.0)
 
 

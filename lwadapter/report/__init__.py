@@ -1,2 +1,4 @@
-"""Reporting: the paper's tables and macros (`paper`), its figures (`figures`), one seaborn style (`plots`); reads
-only results/, never trains or scores."""
+"""Reporting, from results/ only (never trains or scores): the paper's tables, macros and README section (`paper`,
+with `latex`, `macros`, `tables`), the figures by subject (`layer_figures`, `training_figures`,
+`evaluation_figures`), one seaborn style and atomic saving (`plots`), the static HTML of the executed notebooks
+(`html`)."""

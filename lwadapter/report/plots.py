@@ -2,6 +2,7 @@
 
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from lwadapter.runtime import FIGURES_DIR
 
@@ -21,6 +22,11 @@ def save(fig, name: str, folder=FIGURES_DIR) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         fig.savefig(tmp, format=ext, metadata=meta)
         tmp.replace(path)
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Whole-number ticks only (layers, depth, epochs)."""
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
 
 
 def interaction_counts(data):

@@ -1,0 +1,196 @@
+"""Notebook 02: which base models the study trains (from scratch at every depth; pretrained on the corpus, then
+adapted), training or loading them, and their test results."""
+
+import json
+
+import pandas as pd
+
+from lwadapter.evaluate import count_parameters, evaluate_model, evaluate_popularity, summarize
+from lwadapter.metrics import METRICS, paired_test
+from lwadapter.pretrain import adapt_or_load, load_base, mapping_path, pretrained_spec
+from lwadapter.results import provenance, write_csv, write_json
+from lwadapter.runtime import RESULTS_DIR
+from lwadapter.sequences import SequenceData
+from lwadapter.train import train_or_load
+
+PROTOCOLS = {"": True, "_unmasked": False}  # column suffix -> mask_history
+UNMASKED = ["hr@10", "ndcg@10"]  # metrics also reported with the history left in the ranking
+NO_PRETRAINING = dict(pretrain_epochs=0, pretrain_stop_reason="", pretrain_flops=0.0, pretrain_seconds=0.0)
+COMPUTE = ["epochs", "best_epoch", "stop_reason", "steps", "train_tokens", "train_flops", "train_seconds",
+           "label_share", "pretrain_epochs", "pretrain_stop_reason", "pretrain_flops", "pretrain_seconds"]
+
+
+def check_depths(depths, layers: int, control_layers: int, baseline_layers: int, archs, pretrained_archs,
+                 pretrained_depths) -> None:
+    """ValueError unless the depths include the full model, control and baseline, and the pretrained set fits."""
+    missing = {layers, control_layers, baseline_layers} - set(depths)
+    if missing:
+        raise ValueError(f"depths={depths} must include {sorted(missing)} (the full model, control and baseline)")
+    if pretrained_archs and layers not in pretrained_depths:
+        raise ValueError(f"pretrained_depths={pretrained_depths} must include the teacher's {layers}")
+    if not set(pretrained_archs) <= set(archs):
+        raise ValueError(f"pretrained_archs={pretrained_archs} must be among archs={archs} (their models compare)")
+
+
+def model_specs(archs, depths, model: dict, checkpoints: dict | None = None, layers: int | None = None) -> dict:
+    """<arch>-<n>L -> spec of every architecture at every depth (deepest first); a local Hugging Face checkpoint
+    of `checkpoints` (arch -> folder) replaces that architecture's `layers`-deep model."""
+    specs = {f"{arch}-{n}L": dict(arch=arch, n_layers=n, **model)
+             for arch in archs for n in sorted(depths, reverse=True)}
+    for arch, path in (checkpoints or {}).items():
+        specs[f"{arch}-{layers}L"] = dict(arch=arch, n_layers=layers, path=str(path), max_len=model["max_len"])
+    return specs
+
+
+def train_models(specs: dict, data: SequenceData, train: dict, seed: int = 0, force: bool = False) -> dict:
+    """name -> Trained: every spec trained to convergence on `data` (or its cached checkpoint)."""
+    return {name: train_or_load(name, data, spec, train, seed=seed, force=force) for name, spec in specs.items()}
+
+
+def pretrain_and_adapt(corpus: SequenceData, data: SequenceData, model: dict, archs, depths, train: dict,
+                       seed: int = 0, force: bool = False) -> tuple[dict, dict, dict]:
+    """`corpus` (notebook 01's) pretrains the `model` of each arch and depth (deepest first), then each is adapted to
+    `data`; returns (pretrained, adapted, adapted specs), the adapted named <arch>-<n>L-pretrained."""
+    mapping = json.loads(mapping_path(data.name).read_text())
+    specs = model_specs(archs, depths, model)
+    pretrained = train_models(specs, corpus, train, seed, force)
+    adapted_specs = {f"{name}-pretrained": pretrained_spec(spec, pretrained[name], mapping)
+                     for name, spec in specs.items()}
+    adapted = {name: adapt_or_load(name, data, spec, train, seed=seed, force=force)
+               for name, spec in adapted_specs.items()}
+    return pretrained, adapted, adapted_specs
+
+
+def training_table(trained: dict) -> pd.DataFrame:
+    """One row a model: parameters, epochs run, restored best epoch, stop reason, steps, TFLOPs, best valid NDCG@10."""
+    return pd.DataFrame([{"model": name, "params": count_parameters(t.model), "epochs": t.record()["epochs"],
+                          "best epoch": t.record()["best_epoch"], "stop": t.record()["stop_reason"],
+                          "steps": t.record()["steps"], "train TFLOPs": t.record()["train_flops"] / 1e12,
+                          "valid ndcg@10": t.history["valid_ndcg@10"].max()} for name, t in trained.items()])
+
+
+def pretraining_table(pretrained: dict, adapted: dict) -> pd.DataFrame:
+    """One row an adapted model: its corpus pretraining and its adaptation (epochs, stop, TFLOPs, valid NDCG@10)."""
+    rows = []
+    for name, t in adapted.items():
+        corpus = pretrained[name.removesuffix("-pretrained")]
+        rows.append({"model": name, "corpus epochs": corpus.record()["epochs"],
+                     "corpus stop": corpus.record()["stop_reason"],
+                     "corpus valid ndcg@10": corpus.history["valid_ndcg@10"].max(),
+                     "pretrain TFLOPs": corpus.record()["train_flops"] / 1e12, "epochs": t.record()["epochs"],
+                     "stop": t.record()["stop_reason"], "adapt TFLOPs": t.record()["train_flops"] / 1e12,
+                     "valid ndcg@10": t.history["valid_ndcg@10"].max()})
+    return pd.DataFrame(rows)
+
+
+def learning_curves(runs: dict) -> pd.DataFrame:
+    """label -> Trained as one long frame of their histories, `model` = the label."""
+    return pd.concat([t.history.assign(model=label) for label, t in runs.items()], ignore_index=True)
+
+
+def pretraining_curves(pretrained: dict, adapted: dict) -> pd.DataFrame:
+    """Histories of the corpus pretraining ("<name> on the corpus") and of the adaptation ("<name> adapted")."""
+    return learning_curves({**{f"{name} on the corpus": t for name, t in pretrained.items()},
+                            **{f"{name} adapted": t for name, t in adapted.items()}})
+
+
+def _info(specs: dict, trained: dict, pretrained: dict, adapted: dict) -> dict[str, dict]:
+    """name -> architecture, layers, route, parameters and the compute of every step of the model's route."""
+    info = {name: dict(arch=specs[name]["arch"], layers=specs[name]["n_layers"], route="study data",
+                       params=count_parameters(t.model), **t.record(), **NO_PRETRAINING) for name, t in trained.items()}
+    for name, t in adapted.items():
+        corpus = pretrained[name.removesuffix("-pretrained")].record()
+        info[name] = dict(arch=specs[name]["arch"], layers=specs[name]["n_layers"], route="pretrained",
+                          params=count_parameters(t.model), **t.record(),
+                          **{f"pretrain_{key.removeprefix('train_')}": corpus[key]
+                             for key in ("epochs", "stop_reason", "train_flops", "train_seconds")})
+    info["most-popular"] = dict(arch="popularity", layers=0, route="none", params=0, epochs=0, train_flops=0.0,
+                                train_seconds=0.0, **NO_PRETRAINING)
+    return info
+
+
+def test_results(data: SequenceData, specs: dict, trained: dict, pretrained: dict, adapted: dict,
+                 labels_used: float, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of every model and most-popular with bootstrap intervals, masked and unmasked, beside the compute
+    of each route (the columns of base_models.csv); returns (table, per-user masked metrics by model)."""
+    models = {**trained, **adapted}
+    per_user = {suffix: {name: evaluate_model(t.model, data, split="test", mask_history=mask)
+                         for name, t in models.items()} for suffix, mask in PROTOCOLS.items()}
+    for suffix, mask in PROTOCOLS.items():
+        per_user[suffix]["most-popular"] = evaluate_popularity(data, split="test", mask_history=mask)
+    info = _info(specs, trained, pretrained, adapted)
+    summaries = {suffix: {name: summarize(frame, seed=seed).iloc[0] for name, frame in frames.items()}
+                 for suffix, frames in per_user.items()}
+    results = pd.DataFrame([
+        {"model": name, **info[name], "label_share": labels_used if name in models else float("nan"),
+         **summaries[""][name].drop("users").to_dict(),
+         **{f"{m}{side}_unmasked": summaries["_unmasked"][name][f"{m}{side}"]
+            for m in UNMASKED for side in ("", "_low", "_high")}}
+        for name in per_user[""]])
+    intervals = [f"{m}_{side}" for m in METRICS for side in ("low", "high")]
+    unmasked = [f"{m}{side}_unmasked" for m in UNMASKED for side in ("", "_low", "_high")]
+    return results[["model", "arch", "layers", "route", "params", *METRICS, *COMPUTE, *intervals, *unmasked]], \
+        per_user[""]
+
+
+def write_base_models(dataset: str, results: pd.DataFrame, specs: dict, train: dict, corpus: str, pretrained: dict,
+                      models: dict, seed: int = 0) -> None:
+    """results/<dataset>/base_models.csv (the table) and base_models.json (specs, recipe, checkpoints)."""
+    out = RESULTS_DIR / dataset
+    write_csv(out / "base_models.csv", results)
+    write_json(out / "base_models.json",
+               provenance({"dataset": dataset, "models": specs, "train": train, "corpus": corpus,
+                           "pretrained": {name: t.path.name for name, t in pretrained.items()},
+                           "checkpoints": {name: t.path.name for name, t in models.items()}}, seed))
+
+
+def results_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Layers, route, parameters and each headline metric beside its 95% interval as text."""
+    table = results.set_index("model")[["layers", "route", "params"]].copy()
+    for metric in ("ndcg@10", "hr@10", "ndcg@10_unmasked", "hr@10_unmasked", "mrr"):
+        name, suffix = metric.split("_")[0], "_unmasked" if metric.endswith("_unmasked") else ""
+        table[metric] = results.set_index("model")[metric]
+        table[f"{metric} 95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" for lo, hi in
+                                     zip(results[f"{name}_low{suffix}"], results[f"{name}_high{suffix}"])]
+    return table
+
+
+def depth_pairs(archs, depths, layers: int, baseline_layers: int, control_layers: int, pretrained_archs,
+                adapted) -> list[tuple[str, str]]:
+    """(model, versus) pairs: each depth against the full depth and the baseline, each adapted model against the
+    study-data model of its depth, the pretrained teacher against the baseline and the control."""
+    pairs = [(f"{arch}-{n}L", f"{arch}-{layers}L") for arch in archs for n in sorted(depths) if n != layers]
+    pairs += [(f"{arch}-{n}L", f"{arch}-{baseline_layers}L") for arch in archs for n in sorted(depths)
+              if n not in (layers, baseline_layers)]
+    scratch = {f"{arch}-{n}L" for arch in archs for n in depths}
+    pairs += [(name, name.removesuffix("-pretrained")) for name in adapted
+              if name.removesuffix("-pretrained") in scratch]
+    pairs += [(f"{arch}-{layers}L-pretrained", f"{arch}-{n}L") for arch in pretrained_archs
+              for n in (baseline_layers, control_layers)]
+    return pairs
+
+
+def paired_tests(per_user: dict, pairs, metric: str = "ndcg@10", seed: int = 0) -> pd.DataFrame:
+    """Paired difference, bootstrap interval and permutation p-value of `metric` for each (model, versus) pair."""
+    return pd.DataFrame([{"model": a, "versus": b, **paired_test(per_user[a][metric], per_user[b][metric], seed=seed)}
+                         for a, b in pairs])
+
+
+def read_base_models(dataset: str) -> dict:
+    """results/<dataset>/base_models.json, written by notebook 02: its `config` holds `models` and `train`."""
+    return json.loads((RESULTS_DIR / dataset / "base_models.json").read_text())
+
+
+def load_base_models(data: SequenceData, names, device=None, dtype=None) -> dict:
+    """name -> Trained for each of notebook 02's `names` (its cached checkpoints, else retrained identically), on
+    `device` in `dtype` (default: the CPU, stored float32)."""
+    base = read_base_models(data.name)
+    specs = base["config"]["models"]
+    return {name: load_base(name, data, specs[name], base["config"]["train"], seed=base["seed"], device=device,
+                            dtype=dtype) for name in names}
+
+
+def load_teachers(data: SequenceData, names, device=None, dtype=None) -> dict:
+    """arch -> Trained of notebook 02's models `names` (one a architecture, e.g. ["llama-32L-pretrained"])."""
+    specs = read_base_models(data.name)["config"]["models"]
+    return {specs[name]["arch"]: t for name, t in load_base_models(data, names, device, dtype).items()}

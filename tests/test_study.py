@@ -1,0 +1,218 @@
+"""The study's steps (lwadapter.study): which models and runs each notebook plans, and the tables it shows."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lwadapter.study import adapter_healing, base_models, layer_scoring, layer_selection
+from lwadapter.study import evaluation
+from tests.synthetic import cyclic_data, identity_layers, tiny
+
+MODEL = dict(hidden=32, heads=2, kv_heads=1, max_len=50, tie_embeddings=True, scaled_init=True, dropout=0.0)
+
+
+# ---------------------------------------------------------------------------------------------- 02 base models
+def test_depths_must_hold_the_full_model_control_and_baseline():
+    base_models.check_depths([2, 8, 32], 32, 8, 2, ["llama"], ["llama"], [8, 32])
+    with pytest.raises(ValueError, match=r"must include \[8\]"):
+        base_models.check_depths([2, 32], 32, 8, 2, ["llama"], [], [])
+    with pytest.raises(ValueError, match="teacher's 32"):
+        base_models.check_depths([2, 8, 32], 32, 8, 2, ["llama"], ["llama"], [8])
+    with pytest.raises(ValueError, match="among archs"):
+        base_models.check_depths([2, 8, 32], 32, 8, 2, ["llama"], ["qwen3"], [32])
+
+
+def test_model_specs_every_depth_deepest_first_and_a_checkpoint_replaces_the_full_model():
+    specs = base_models.model_specs(["llama", "qwen3"], [2, 32, 8], MODEL, {"qwen3": "/models/Qwen3-8B"}, 32)
+    assert list(specs) == ["llama-32L", "llama-8L", "llama-2L", "qwen3-32L", "qwen3-8L", "qwen3-2L"]
+    assert specs["llama-8L"] == dict(arch="llama", n_layers=8, **MODEL)
+    assert specs["qwen3-32L"] == {"arch": "qwen3", "n_layers": 32, "path": "/models/Qwen3-8B", "max_len": 50}
+
+
+def test_depth_pairs_compare_each_depth_with_the_full_model_the_baseline_and_its_pretrained_twin():
+    pairs = base_models.depth_pairs(["llama"], [2, 8, 32], 32, 2, 8, ["llama"],
+                                    {"llama-32L-pretrained": None, "llama-8L-pretrained": None})
+    assert pairs == [("llama-2L", "llama-32L"), ("llama-8L", "llama-32L"), ("llama-8L", "llama-2L"),
+                     ("llama-32L-pretrained", "llama-32L"), ("llama-8L-pretrained", "llama-8L"),
+                     ("llama-32L-pretrained", "llama-2L"), ("llama-32L-pretrained", "llama-8L")]
+
+
+def test_results_table_puts_each_interval_beside_its_metric():
+    row = {"model": "m", "layers": 8, "route": "study data", "params": 10}
+    for metric in ("ndcg@10", "hr@10", "mrr"):
+        row.update({metric: 0.5, f"{metric}_low": 0.4, f"{metric}_high": 0.6})
+    for metric in ("ndcg@10", "hr@10"):
+        row.update({f"{metric}_unmasked": 0.3, f"{metric}_low_unmasked": 0.25, f"{metric}_high_unmasked": 0.35})
+    table = base_models.results_table(pd.DataFrame([row]))
+    assert table.loc["m", "ndcg@10 95% CI"] == "[0.4000, 0.6000]"
+    assert table.loc["m", "hr@10_unmasked 95% CI"] == "[0.2500, 0.3500]"
+    assert list(table.columns[:5]) == ["layers", "route", "params", "ndcg@10", "ndcg@10 95% CI"]
+
+
+# ---------------------------------------------------------------------------------------------- 03 scoring
+@pytest.fixture
+def scores():
+    rows = []
+    for criterion, values in {"fisher_empirical": [3, 1, 2, 0], "random": [0, 1, 2, 3],
+                              "removal_loss": [3, 1, 2, 0], "removal_ndcg@10": [3, 2, 1, 0]}.items():
+        rows += [{"model": "llama", "criterion": criterion, "layer": l, "score": float(v), "ci_low": np.nan,
+                  "ci_high": np.nan, "rank": int(4 - np.argsort(np.argsort(values))[l])} for l, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_top_layers_lists_the_most_important_first(scores):
+    top = layer_scoring.top_layers(scores, ["fisher_empirical", "random", "removal_loss", "removal_ndcg@10"], n=2)
+    assert top.loc["fisher_empirical", "llama"] == "0 2"
+    assert top.loc["random", "llama"] == "3 2"
+
+
+def test_agreement_with_both_ground_truths(scores):
+    table = layer_scoring.agreement(scores, layer_scoring.criteria_order())
+    assert table.loc[("llama", "fisher_empirical"), ("spearman", "removal_loss")] == pytest.approx(1.0)
+    assert table.loc[("llama", "random"), ("spearman", "removal_loss")] == pytest.approx(-0.8)
+    assert set(table.columns.get_level_values("reference")) == {"removal_loss", "removal_ndcg@10"}
+
+
+def test_score_teachers_scores_every_criterion_fusion_and_truth_on_every_layer():
+    data, model = cyclic_data(), tiny(n_layers=3)
+    train = dict(epochs=1, batch_size=16, lr=1e-3)
+    layer_scores, costs = layer_scoring.score_teachers({"llama": model}, data, train, calibration_sequences=16,
+                                                       calibration_batch=8, n_boot=5, truth_users=16,
+                                                       fusion=["fisher_empirical", "taylor"])
+    assert set(layer_scores["criterion"]) == set(layer_scoring.criteria_order())
+    assert (layer_scores.groupby("criterion")["layer"].nunique() == 3).all()
+    assert sorted(layer_scores[layer_scores["criterion"] == "taylor"]["rank"]) == [1, 2, 3]
+    assert "removal (ground truth)" in set(costs["criterion"]) and (costs["epochs"] > 0).all()
+
+
+# ---------------------------------------------------------------------------------------------- 04 selection
+def test_kept_layers_round_trip_as_text():
+    assert layer_selection.kept_text([0, 3, 7]) == "0 3 7"
+    assert layer_selection.kept_list("0 3 7") == [0, 3, 7]
+    assert layer_selection.jaccard([0, 1, 2], [1, 2, 3]) == pytest.approx(0.5)
+
+
+def test_select_layers_gives_every_strategy_k_layers_and_evaluates_each_set():
+    data = cyclic_data()
+    model = identity_layers(tiny(n_layers=4), [1])
+    scores = pd.DataFrame([{"model": "llama", "criterion": "fisher_empirical", "layer": l, "score": s}
+                           for l, s in enumerate([4.0, 0.0, 3.0, 2.0])])
+    selected = layer_selection.select_layers({"llama": model}, scores, data, [2, 3], calibration_sequences=16,
+                                             calibration_batch=8, sleb_sequences=8)
+    assert (selected.groupby("strategy")["criterion"].first().to_dict()
+            == {"block": "angular", "full": "none", "greedy": "calibration_loss", "top-k": "fisher_empirical"})
+    assert all(len(kept) == k for kept, k in zip(selected["kept"], selected["k"]))
+    assert selected.query("strategy == 'top-k' and k == 2")["kept"].iloc[0] == [0, 2]
+    table = layer_selection.evaluate_selection({"llama": model}, selected, data)
+    assert list(table.columns) == layer_selection.SELECTION_COLUMNS
+    assert table["ndcg@10"].between(0, 1).all()
+    assert layer_selection.kept_at(selected, 3).loc[("greedy", "calibration_loss"), "llama"].count(" ") == 2
+
+
+def test_depth_shares_add_the_mean_over_pruning_criteria_only():
+    shares = pd.DataFrame([{"model": "llama", "criterion": c, "strategy": "top-k", "lower": lo, "middle": 0.0,
+                            "upper": 1 - lo} for c, lo in (("fisher_empirical", 0.0), ("taylor", 0.5),
+                                                          ("random", 1.0))])
+    mean = layer_selection.depth_shares(shares).loc[("llama", "all", "mean of criteria")]
+    assert mean["lower"] == pytest.approx(0.25) and mean["upper"] == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------------------------------------- 05 healing
+@pytest.fixture
+def compact():
+    rows = [("fisher_empirical", "top-k", 8, "0 1"), ("taylor", "top-k", 8, "0 2"), ("angular", "block", 8, "0 3"),
+            ("random", "top-k", 8, "1 2"), ("fisher_empirical", "top-k", 4, "0"), ("taylor", "top-k", 4, "1")]
+    return pd.DataFrame([{"model": "llama", "criterion": c, "strategy": s, "k": k, "kept_layers": kept,
+                          "valid_before": v} for (c, s, k, kept), v in zip(rows, [0.3, 0.2, 0.25, 0.1, 0.05, 0.04])])
+
+
+def test_best_published_is_chosen_on_validation(compact):
+    assert adapter_healing.best_published(compact, 8, ["taylor", "angular"]) == {"llama": ("angular", "block")}
+
+
+def test_healing_plan_heals_fisher_best_and_random_and_fisher_alone_at_other_k(compact):
+    best = {"llama": ("angular", "block")}
+    plan = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best)
+    lora = plan[plan["adapter"] == "lora"]
+    assert sorted(zip(lora["criterion"], lora["k"])) == [("angular", 8), ("fisher_empirical", 4),
+                                                         ("fisher_empirical", 8), ("random", 8)]
+    assert plan[plan["adapter"] == "lora+bridge"][["criterion", "k"]].values.tolist() == [["fisher_empirical", 8]]
+    scarce = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, heal_all=True, scarce_rank=1)
+    assert len(scarce[scarce["adapter"] == "lora"]) == 5  # every method at k = 8, Fisher at k = 4
+    assert len(scarce[scarce["adapter"] == "lora-r1"]) == 4
+    swept = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, sweep_all=True)
+    assert ("taylor", 4) not in set(zip(swept["criterion"], swept["k"]))  # not best, not random, not Fisher
+
+
+def test_adapter_specs_weight_hidden_matching_by_fisher_scores():
+    scores = pd.DataFrame({"model": "llama", "criterion": "fisher_empirical", "layer": [1, 0], "score": [2.0, 5.0]})
+    lora = dict(rank=8, alpha=16.0)
+    specs = adapter_healing.adapter_specs(scores, ["llama"], lora, "fisher_empirical", 4, 0.5, scarce_rank=1)
+    assert list(specs["llama"]) == ["lora", "lora+bridge", "lora-r1"]
+    assert specs["llama"]["lora+bridge"] == {**lora, "bridge_rank": 4, "hidden_weight": 0.5, "layer_scores": [5.0, 2.0]}
+    assert specs["llama"]["lora-r1"]["rank"] == 1
+    assert adapter_healing.healing_recipe({"weight_decay": 0.1, "decay": "cosine", "lr_floor": 0.1, "stride": None,
+                                           "lr": 1e-3}, {"lr": 3e-3})["lr"] == 3e-3
+
+
+def test_budget_spread_is_best_minus_worst_method(compact):
+    results = compact[compact["k"] == 8].assign(adapter="lora", valid_first=[0.4, 0.3, 0.35, 0.3],
+                                                valid_after=[0.5, 0.45, 0.5, 0.48])
+    budget = adapter_healing.healing_budget(results, 8)
+    assert set(budget["budget"]) == {"0 steps", "1 epoch", "converged"}
+    spread = adapter_healing.budget_spread(budget)["spread"]
+    assert spread[("llama", "lora", "0 steps")] == pytest.approx(0.2)
+    assert spread[("llama", "lora", "converged")] == pytest.approx(0.05)
+    shares = adapter_healing.before_after(results.assign(epochs=3, stop_reason="patience"), {"llama": 0.5})
+    assert shares["after / full"].max() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------- 06 evaluation
+def test_headline_keeps_k_and_the_full_models_best_first():
+    table = pd.DataFrame({"model": "llama", "criterion": ["none", "a", "b", "a"], "strategy": ["full", "top-k",
+                          "top-k", "top-k"], "k": [32, 8, 8, 4], "healed": False, "adapter": "none",
+                          "quality_kept": [1.0, 0.5, 0.7, 0.3]})
+    for column in set(evaluation.HEADLINE) - set(table):
+        table[column] = 0.0
+    shown = evaluation.headline(table, 8)
+    assert shown["quality_kept"].tolist() == [1.0, 0.7, 0.5]
+    assert list(shown.columns) == evaluation.HEADLINE
+
+
+def _study(rows):
+    """A Study holding only its variants table (what the comparisons read)."""
+    study = evaluation.Study.__new__(evaluation.Study)
+    study.variants = pd.DataFrame(rows)
+    return study
+
+
+def _variant(name, criterion, strategy, k, healed=False, adapter="none", kept=""):
+    return dict(name=name, model="llama", criterion=criterion, strategy=strategy, k=k, kept_layers=kept,
+                healed=healed, adapter=adapter)
+
+
+def test_criteria_tests_pair_every_healed_criterion_once_with_holm():
+    rng = np.random.default_rng(0)
+    study = _study([_variant("llama fisher_empirical top-k k=8 lora", "fisher_empirical", "top-k", 8, True, "lora",
+                             "0 1"),
+                    _variant("llama taylor top-k k=8 lora", "taylor", "top-k", 8, True, "lora", "0 2"),
+                    _variant("llama angular top-k k=8 lora", "angular", "top-k", 8, True, "lora", "0 2"),
+                    _variant("llama random top-k k=8 lora", "random", "top-k", 8, True, "lora", "1 2")])
+    per_user = {name: pd.DataFrame({"ndcg@10": rng.random(200) + shift}) for name, shift in
+                zip(study.variants["name"], [0.5, 0.0, 0.0, 0.0])}
+    tests = study.criteria_tests(per_user, 8)
+    assert len(tests) == 3  # angular keeps taylor's layers: one healed model, tested once
+    assert set(tests["a"]) | set(tests["b"]) == {"fisher_empirical / top-k", "taylor / top-k", "random / top-k"}
+    assert (tests["p_holm"] >= tests["p_value"]).all()
+    assert tests.set_index(["a", "b"]).loc[("fisher_empirical / top-k", "random / top-k"), "significant"]
+
+
+def test_versus_controls_pairs_each_compact_model_with_the_controls_of_its_depth():
+    study = _study([_variant("fisher", "fisher_empirical", "top-k", 8), _variant("llama-8L", "none", "scratch", 8),
+                    _variant("llama-8L-pretrained", "none", "pretrained", 8),
+                    _variant("llama-2L", "none", "scratch", 2)])
+    per_user = {name: pd.DataFrame({"user": range(50), "hr@10": value, "ndcg@10": np.full(50, value)})
+                for name, value in zip(study.variants["name"], [0.2, 0.4, 0.1, 0.3])}
+    versus = study.versus_controls(per_user, 8, n_boot=50).set_index("control")["vs_control"]
+    assert versus["from scratch (study data)"] == pytest.approx(0.5)
+    assert versus["pretrained + adapted"] == pytest.approx(2.0)
