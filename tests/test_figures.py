@@ -41,6 +41,10 @@ def test_quality_vs_compute_shows_every_route():
     ax = evaluation_figures.quality_vs_compute(routes).axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(routes["route"])
     assert len(ax.texts) == 1 and ax.get_xscale() == "log"  # k labels the controls only
+    full = pd.DataFrame({"model": ["llama"], "strategy": ["full"], "ndcg@10": [0.12]})
+    ax = evaluation_figures.quality_vs_compute(routes, full).axes[0]
+    assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0.12]
+    assert ax.get_legend().get_texts()[-1].get_text() == "teacher (full model)"
 
 
 def test_score_bars_one_row_a_criterion_and_kept_grid_marks_the_kept_layers():

@@ -47,9 +47,10 @@ def scenario_bars(scenarios: pd.DataFrame):
     return fig
 
 
-def quality_vs_compute(routes: pd.DataFrame):
+def quality_vs_compute(routes: pd.DataFrame, compact_eval: pd.DataFrame | None = None):
     """Test NDCG@10 against training FLOPs (log scale) of every route to a k-layer model (compare.training_compute),
-    one panel per architecture; the controls' points labelled with their k."""
+    one panel per architecture; the controls' points labelled with their k; with `compact_eval`, the teacher's
+    test NDCG@10 (its `full` row) as a dashed line."""
     models = sorted(routes["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 3.8), sharey=True, squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -58,6 +59,9 @@ def quality_vs_compute(routes: pd.DataFrame):
         controls = frame[~frame["route"].str.startswith("prune")]
         for k, x, y in zip(controls["k"], controls["train_flops"], controls["ndcg@10"]):
             ax.annotate(f"k={k}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if compact_eval is not None:
+            full = compact_eval[(compact_eval["model"] == model) & (compact_eval["strategy"] == "full")]
+            ax.axhline(float(full["ndcg@10"].iloc[0]), color="k", ls="--", lw=1, label="teacher (full model)")
         ax.set_xscale("log")
         ax.set_xlabel("training FLOPs (analytic)")
         ax.set_ylabel("test NDCG@10")

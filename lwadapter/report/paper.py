@@ -184,7 +184,7 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
             routes = training_compute(ev.assign(healed=ev["healed"].astype(bool),
                                                 kept_layers=ev["kept_layers"].fillna("").astype(str)),
                                       results["base_models"], healing)
-            figures["quality_vs_compute"] = evaluation_figures.quality_vs_compute(routes)
+            figures["quality_vs_compute"] = evaluation_figures.quality_vs_compute(routes, ev)
     if "healing" in results and "valid_ndcg@10_first_epoch" in results["healing"]:
         write_table(f"{dataset}_healing_budget", budget_table(results["healing"], k),
                     f"{title}: validation NDCG@10 of every method healed at k = {k}, per adapter (LoRA rank 8; "

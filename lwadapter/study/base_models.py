@@ -109,7 +109,7 @@ def _info(specs: dict, trained: dict, pretrained: dict, adapted: dict) -> dict[s
     return info
 
 
-def test_results(data: SequenceData, specs: dict, trained: dict, pretrained: dict, adapted: dict,
+def results_on_test(data: SequenceData, specs: dict, trained: dict, pretrained: dict, adapted: dict,
                  labels_used: float, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Test metrics of every model and most-popular with bootstrap intervals, masked and unmasked, beside the compute
     of each route (the columns of base_models.csv); returns (table, per-user masked metrics by model)."""

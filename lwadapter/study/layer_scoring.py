@@ -41,7 +41,7 @@ def top_layers(layer_scores: pd.DataFrame, order: list[str], n: int = 5) -> pd.D
     """criterion x model: the `n` most important layers, most important first."""
     top = (layer_scores[layer_scores["rank"] <= n].sort_values("rank")
            .groupby(["criterion", "model"], sort=False)["layer"].agg(lambda s: " ".join(map(str, s))).unstack("model"))
-    return top.loc[order].rename_axis(columns=f"{'five' if n == 5 else n} most important layers")
+    return top.loc[order].rename_axis(columns=f"top {n} layers, most important first")
 
 
 def agreement(layer_scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
