@@ -43,6 +43,12 @@ def rank_agreement(scores: pd.DataFrame, reference: str = "removal_loss") -> pd.
                           "kendall": kendall(wide[c], wide[reference])} for c in wide.columns if c != reference])
 
 
+def agreement_by_model(scores: pd.DataFrame, reference: str = "removal_loss") -> pd.DataFrame:
+    """rank_agreement of every criterion with `reference`, per model (scores with a `model` column)."""
+    return pd.concat([rank_agreement(frame, reference).assign(model=model) for model, frame in scores.groupby("model")],
+                     ignore_index=True)
+
+
 def correlation_matrix(scores: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
     """criteria x criteria rank correlation of layer scores ('spearman' or 'kendall')."""
     corr = {"spearman": spearman, "kendall": kendall}[method]

@@ -12,6 +12,16 @@ from lwadapter.scoring import angular_distance
 from lwadapter.sequences import IGNORE
 
 
+def kept_text(kept) -> str:
+    """[0, 3, 7] -> "0 3 7" (selection.csv's kept_layers)."""
+    return " ".join(map(str, kept))
+
+
+def kept_list(text: str) -> list[int]:
+    """selection.csv's "0 3 7" -> [0, 3, 7]."""
+    return [int(i) for i in text.split()]
+
+
 def _check_k(k: int, n_layers: int) -> None:
     if not 1 <= k <= n_layers:
         raise ValueError(f"k={k}: keep between 1 and {n_layers} layers")

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from lwadapter.study import adapter_healing, base_models, layer_scoring, layer_selection
+from lwadapter import selection
 from lwadapter.study import evaluation
 from tests.synthetic import cyclic_data, identity_layers, tiny
 
@@ -87,8 +88,8 @@ def test_score_teachers_scores_every_criterion_fusion_and_truth_on_every_layer()
 
 # ---------------------------------------------------------------------------------------------- 04 selection
 def test_kept_layers_round_trip_as_text():
-    assert layer_selection.kept_text([0, 3, 7]) == "0 3 7"
-    assert layer_selection.kept_list("0 3 7") == [0, 3, 7]
+    assert selection.kept_text([0, 3, 7]) == "0 3 7"
+    assert selection.kept_list("0 3 7") == [0, 3, 7]
     assert layer_selection.jaccard([0, 1, 2], [1, 2, 3]) == pytest.approx(0.5)
 
 

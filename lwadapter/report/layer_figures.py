@@ -8,6 +8,7 @@ import seaborn as sns
 
 from lwadapter import score_ranks
 from lwadapter.report.plots import integer_ticks
+from lwadapter.selection import kept_list
 
 
 GROUND_TRUTH = ("removal_loss", "removal_ndcg@10")
@@ -23,17 +24,11 @@ def kept_shares(selection: pd.DataFrame, k: int) -> pd.DataFrame:
     full = selection[selection["strategy"] == "full"].set_index("model")["k"]
     rows = []
     for r in selection[selection["k"] == k].itertuples():
-        bands = pd.Series([depth_band(int(x), int(full[r.model])) for x in str(r.kept_layers).split()])
+        bands = pd.Series([depth_band(x, int(full[r.model])) for x in kept_list(str(r.kept_layers))])
         shares = bands.value_counts(normalize=True)
         rows.append({"model": r.model, "criterion": r.criterion, "strategy": r.strategy,
                      **{b: float(shares.get(b, 0.0)) for b in ("lower", "middle", "upper")}})
     return pd.DataFrame(rows)
-
-
-def agreement(scores: pd.DataFrame, reference: str = "removal_loss") -> pd.DataFrame:
-    """Spearman and Kendall agreement of every criterion with the removal ground truth, per model."""
-    return pd.concat([score_ranks.rank_agreement(frame, reference).assign(model=model)
-                      for model, frame in scores.groupby("model")], ignore_index=True)
 
 
 def importance_heatmap(scores: pd.DataFrame):
@@ -151,7 +146,7 @@ def kept_layers_grid(selection: pd.DataFrame, k: int, title: str = ""):
     fig, axes = plt.subplots(1, at_k["model"].nunique(), figsize=(6.5 * at_k["model"].nunique(), 4.2), sharey=True,
                              squeeze=False)
     for ax, (name, frame) in zip(axes[0], at_k.groupby("model")):
-        grid = pd.DataFrame([np.isin(np.arange(int(full[name])), [int(i) for i in r.kept_layers.split()]).astype(int)
+        grid = pd.DataFrame([np.isin(np.arange(int(full[name])), kept_list(r.kept_layers)).astype(int)
                              for r in frame.itertuples()], index=frame["strategy"] + ": " + frame["criterion"])
         sns.heatmap(grid, ax=ax, cmap="Blues", cbar=False, linewidths=0.2, linecolor="0.9")
         ax.set_xlabel("layer")

@@ -5,6 +5,7 @@ import re
 
 import pandas as pd
 
+from lwadapter import score_ranks
 from lwadapter.report import evaluation_figures, layer_figures, training_figures
 from lwadapter.report.latex import TABLES_DIR, escape, write_table
 from lwadapter.report.macros import NAMED_VARIANTS, fmt, kept_macros, macro_name, versus_macros, write_macros
@@ -152,7 +153,7 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
                     "analytic training FLOPs, pretraining separately.", folder=tables_dir)
         figures["depth"] = training_figures.depth_curve(study_data_models(results["base_models"]))
     if "layer_scores" in results:
-        agree = layer_figures.agreement(results["layer_scores"])
+        agree = score_ranks.agreement_by_model(results["layer_scores"])
         write_table(f"{dataset}_agreement", agreement_table(agree),
                     f"{title}: rank agreement of each criterion with the measured removal loss.", digits=2, folder=tables_dir)
         figures["importance"] = layer_figures.importance_heatmap(results["layer_scores"])

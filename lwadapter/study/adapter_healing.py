@@ -8,8 +8,8 @@ from lwadapter.evaluate import count_parameters, evaluate_model
 from lwadapter.healing import adapter_size, gap_positions, heal_or_load
 from lwadapter.results import provenance, write_csv, write_json
 from lwadapter.runtime import RESULTS_DIR
+from lwadapter.selection import kept_list
 from lwadapter.sequences import SequenceData
-from lwadapter.study.layer_selection import kept_list
 
 RUN_COLUMNS = ("epochs", "best_epoch", "stop_reason", "steps", "train_tokens", "train_flops", "train_seconds")
 HEALING_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "adapter", "rank", "adapter_params", "epochs",

@@ -83,14 +83,14 @@ def pretraining_table(pretrained: dict, adapted: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def learning_curves(runs: dict) -> pd.DataFrame:
+def histories(runs: dict) -> pd.DataFrame:
     """label -> Trained as one long frame of their histories, `model` = the label."""
     return pd.concat([t.history.assign(model=label) for label, t in runs.items()], ignore_index=True)
 
 
 def pretraining_curves(pretrained: dict, adapted: dict) -> pd.DataFrame:
     """Histories of the corpus pretraining ("<name> on the corpus") and of the adaptation ("<name> adapted")."""
-    return learning_curves({**{f"{name} on the corpus": t for name, t in pretrained.items()},
+    return histories({**{f"{name} on the corpus": t for name, t in pretrained.items()},
                             **{f"{name} adapted": t for name, t in adapted.items()}})
 
 

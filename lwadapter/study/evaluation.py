@@ -13,9 +13,9 @@ from lwadapter.healing import heal_or_load, merged
 from lwadapter.metrics import paired_test
 from lwadapter.results import provenance, write_json
 from lwadapter.runtime import RESULTS_DIR
+from lwadapter.selection import kept_list
 from lwadapter.sequences import SequenceData
 from lwadapter.study.base_models import load_base_models, read_base_models
-from lwadapter.study.layer_selection import kept_list
 
 HEADLINE = ["model", "criterion", "strategy", "healed", "adapter", "ndcg@10", "hr@10", "quality_kept", "ci_low",
             "ci_high", "p_value", "ndcg@10_unmasked", "ideal_speedup", "params"]

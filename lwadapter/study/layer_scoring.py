@@ -47,8 +47,7 @@ def top_layers(layer_scores: pd.DataFrame, order: list[str], n: int = 5) -> pd.D
 def agreement(layer_scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """Spearman and Kendall agreement of every criterion with each removal ground truth, (model, criterion) x
     (statistic, reference)."""
-    frame = pd.concat([score_ranks.rank_agreement(part, reference).assign(model=name)
-                       for name, part in layer_scores.groupby("model") for reference in GROUND_TRUTHS])
+    frame = pd.concat([score_ranks.agreement_by_model(layer_scores, reference) for reference in GROUND_TRUTHS])
     frame["criterion"] = pd.Categorical(frame["criterion"], order)
     return frame.pivot_table(index=["model", "criterion"], columns="reference", values=["spearman", "kendall"],
                              observed=True)

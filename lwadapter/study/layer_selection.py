@@ -14,16 +14,6 @@ SELECTION_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "ndcg
 NOT_PRUNING = ("random", "removal_loss", "removal_ndcg@10")  # left out of the mean over criteria
 
 
-def kept_text(kept) -> str:
-    """[0, 3, 7] -> "0 3 7" (selection.csv's kept_layers)."""
-    return " ".join(map(str, kept))
-
-
-def kept_list(text: str) -> list[int]:
-    """selection.csv's "0 3 7" -> [0, 3, 7]."""
-    return [int(i) for i in text.split()]
-
-
 def select_layers(teachers: dict, layer_scores: pd.DataFrame, data: SequenceData, ks, calibration_sequences: int = 128,
                   calibration_batch: int = 32, sleb_sequences: int = 32, keep_first: bool = False,
                   keep_last: bool = False, seed: int = 0) -> pd.DataFrame:
@@ -52,7 +42,7 @@ def select_layers(teachers: dict, layer_scores: pd.DataFrame, data: SequenceData
 
 def kept_at(selected: pd.DataFrame, k: int) -> pd.DataFrame:
     """(strategy, criterion) x model: the kept layers at k as text."""
-    return selected.assign(kept=selected["kept"].map(kept_text)).query("k == @k")\
+    return selected.assign(kept=selected["kept"].map(selection.kept_text)).query("k == @k")\
         .pivot(index=["strategy", "criterion"], columns="model", values="kept")
 
 
@@ -64,7 +54,7 @@ def evaluate_selection(teachers: dict, selected: pd.DataFrame, data: SequenceDat
         per_user = evaluate_model(compact_model(teachers[name], list(kept)), data, split="test")
         metrics[name, kept] = per_user[["ndcg@10", "hr@10"]].mean()
     scored = selected.join(pd.DataFrame([metrics[r.model, tuple(r.kept)] for r in selected.itertuples()]))
-    return scored.assign(kept_layers=scored["kept"].map(kept_text))[SELECTION_COLUMNS]
+    return scored.assign(kept_layers=scored["kept"].map(selection.kept_text))[SELECTION_COLUMNS]
 
 
 def selection_ndcg(table: pd.DataFrame) -> pd.DataFrame:
