@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks test unit scale gpu-check paper clean benchmark-training benchmark-llm html
+.PHONY: help setup reproduce reproduce-amazon notebooks training-noise test test-other-path unit scale gpu-check paper clean benchmark-training benchmark-llm html
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -17,17 +17,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[test]"
 	touch $@
 
-reproduce: setup  ## the study (notebooks/params/study.yaml) on MovieLens-100K with papermill -> results/, paper/, results/executed/
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/study.yaml
+reproduce: setup  ## the study (notebooks/params/study.yaml) on MovieLens-100K, the CPU's fastest paths -> results/<dataset>/, paper/
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --numerics native --params notebooks/params/study.yaml
 
 reproduce-amazon: setup  ## the same on Amazon Electronics (study.yaml + amazon.yaml; data from ../shared)
-	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --params notebooks/params/study.yaml --params notebooks/params/amazon.yaml
+	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --numerics native --params notebooks/params/study.yaml \
+		--params notebooks/params/amazon.yaml
 
-notebooks: setup  ## re-execute the committed notebooks in place with their defaults, the CI set (refreshes stored outputs)
+notebooks: setup  ## re-execute the committed notebooks in place with their defaults, the CI set, pinned paths -> results/runs/ci/
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner --inplace
 
-test: setup  ## unit tests + strict nbval of every committed notebook (what CI runs)
+training-noise: setup  ## the CI set under seeds 1 and 2 beside the committed seed 0 -> results/runs/ci/ml-100k/training_noise.csv
+	for seed in 1 2; do TQDM_DISABLE=1 $(BIN)/python -m lwadapter.runner 01 02 03 04 05 06 -p seed $$seed \
+		-p parameter_set ci-seed$$seed || exit 1; done
+	$(BIN)/python -m lwadapter.reexecution results/runs/ci/ml-100k results/runs/ci-seed1/ml-100k results/runs/ci-seed2/ml-100k
+
+test: setup  ## unit tests + nbval of every committed notebook on the pinned paths, results within the noise (what CI runs)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest
+
+test-other-path: setup  ## the same with the notebooks re-executed on this CPU's native paths instead (retrains; ~30 min)
+	LWADAPTER_NUMERICS=native TQDM_DISABLE=1 $(BIN)/python -m pytest
 
 unit: setup  ## unit tests only (fast)
 	$(BIN)/python -m pytest tests -p no:nbval -o addopts=""

@@ -23,6 +23,7 @@ from lwadapter.data import Preparation, _counts
 from lwadapter.raw_files import DataError, fetch_movielens, fetch_movielens_1m
 from lwadapter.readers import read_interactions, read_item_years
 from lwadapter.results import sha256_file, write_json
+from lwadapter.runtime import RunFolders
 from lwadapter.sequences import SequenceData
 
 
@@ -134,14 +135,15 @@ def corpus_card(corpus: SequenceData, study: SequenceData, mapping: list[int], s
 
 def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None, seed: int = 0,
                    data_path: str | Path | None = None,
-                   study_path: str | Path | None = None) -> tuple[SequenceData, list[int], dict]:
+                   study_path: str | Path | None = None,
+                   folders: RunFolders | None = None) -> tuple[SequenceData, list[int], dict]:
     """The corpus of a study dataset end to end: read, build, match items, describe.
 
     `study` is the prepared study data (lwadapter.data.load_prepared(dataset)); n_users subsamples the corpus's
     users (seeded by `seed`; None: all). `data_path`: the corpus source (default: the dataset's, fetched); for a
     corpus drawn from the study's own source, `study_path` (the file the study was read from) is used. Writes
-    data/processed/<dataset>/corpus.json (sequences), corpus_mapping.json and results/<dataset>/corpus_stats.json
-    (the card). Returns (corpus, mapping, card).
+    corpus.json (sequences) and corpus_mapping.json beside the study's sequences and corpus_stats.json (the card)
+    into `folders` (default: the study set's). Returns (corpus, mapping, card).
     """
     if dataset not in CORPORA:
         raise DataError(f"no corpus for {dataset!r}; choose one of {sorted(CORPORA)} "
@@ -163,8 +165,8 @@ def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None
               "match": source_spec.match}
     subsample = {"n_users": n_users, "seed": seed, "of": stages["without_study_users"]["users"]}
     card = corpus_card(corpus, study, mapping, stages, source, subsample)
-    folder = lwdata.processed_path(dataset).parent
-    corpus.save(folder / "corpus.json")
-    write_json(folder / "corpus_mapping.json", mapping)
-    write_json(lwdata.RESULTS_DIR / dataset / "corpus_stats.json", card)
+    folders = folders or RunFolders(dataset)
+    corpus.save(folders.corpus)
+    write_json(folders.corpus_mapping, mapping)
+    write_json(folders.results / "corpus_stats.json", card)
     return corpus, mapping, card

@@ -13,7 +13,7 @@ import pandas as pd
 from lwadapter.raw_files import DataError, fetch_movielens
 from lwadapter.readers import read_interactions
 from lwadapter.results import sha256_file, write_json
-from lwadapter.runtime import DATA_DIR, RESULTS_DIR, ROOT
+from lwadapter.runtime import STUDY_SET, ROOT, RunFolders
 from lwadapter.sequences import SequenceData, label_share, training_examples
 
 AMAZON_DEFAULT = ROOT.parent / "shared" / "data" / "amazon-electronics" / "gerec-electronics-sample-2018"
@@ -130,8 +130,10 @@ def data_card(data: SequenceData, stages: dict, source: dict, window: int = 50) 
 
 
 def prepare_dataset(dataset: str = "ml-100k", data_path: str | Path | None = None, *, min_rating=...,
-                    k_core=..., n_users=..., n_items=..., columns: str | None = None) -> tuple[SequenceData, dict]:
-    """Prepare a dataset end to end; writes data/processed/<dataset>/sequences.json and the data card.
+                    k_core=..., n_users=..., n_items=..., columns: str | None = None,
+                    folders: RunFolders | None = None) -> tuple[SequenceData, dict]:
+    """Prepare a dataset end to end; writes the sequences and the data card into `folders` (default: the study
+    set's, data/processed/<dataset>/sequences.json and results/<dataset>/data_stats.json).
 
     Parameters left at `...` take the dataset's defaults (DATASETS); None switches a step off.
     """
@@ -150,8 +152,9 @@ def prepare_dataset(dataset: str = "ml-100k", data_path: str | Path | None = Non
               "preparation": prep.__dict__}
     data, stages = prepare(frame, dataset, prep, titles)
     card = data_card(data, stages, source)
-    data.save(processed_path(dataset))
-    write_json(RESULTS_DIR / dataset / "data_stats.json", card)
+    folders = folders or RunFolders(dataset)
+    data.save(folders.sequences)
+    write_json(folders.results / "data_stats.json", card)
     return data, card
 
 
@@ -164,13 +167,9 @@ def _display_path(path: Path) -> str:
     return path.name
 
 
-def processed_path(dataset: str) -> Path:
-    return DATA_DIR / "processed" / dataset / "sequences.json"
-
-
-def load_prepared(dataset: str) -> SequenceData:
-    """The prepared sequences written by notebook 01."""
-    return SequenceData.load(processed_path(dataset))
+def load_prepared(dataset: str, parameter_set: str = STUDY_SET) -> SequenceData:
+    """The prepared sequences notebook 01 wrote for `parameter_set`."""
+    return SequenceData.load(RunFolders(dataset, parameter_set).sequences)
 
 
 def card_table(card: dict) -> pd.DataFrame:

@@ -3,14 +3,13 @@
 
 A pretrained model's spec is its from-scratch spec plus `pretrained`: the corpus checkpoint (its folder under
 runtime.CACHE_DIR, written by train_or_load on the corpus) and a hash of the item mapping
-(data/processed/<dataset>/corpus_mapping.json), so the adapted checkpoint is retrained when either changes.
+(corpus_mapping.json beside the prepared sequences), so the adapted checkpoint is retrained when either changes.
 `load_base` loads any base model of notebook 02 from its spec, pretrained or not.
 """
 
 import json
 from pathlib import Path
 
-from lwadapter import data as lwdata
 from lwadapter import runtime
 from lwadapter.results import content_hash, provenance, sha256_file
 from lwadapter.sequences import SequenceData
@@ -19,11 +18,6 @@ from lwadapter.train import (Trained, checkpoint_dir, code_version, data_checksu
 from lwadapter.transfer import transfer_items
 
 CODE_FILES = ("pretrain.py", "transfer.py")  # beyond train.CODE_FILES, what shapes an adapted model
-
-
-def mapping_path(dataset: str) -> Path:
-    """Where lwadapter.corpus.prepare_corpus writes a study dataset's item mapping (study item -> corpus item)."""
-    return lwdata.processed_path(dataset).parent / "corpus_mapping.json"
 
 
 def pretrained_spec(model: dict, pretrained: Trained, mapping: list[int]) -> dict:
@@ -38,12 +32,15 @@ def _adapt_code() -> str:
 
 
 def adapt_or_load(name: str, data: SequenceData, spec: dict, train: dict, seed: int = 0, force: bool = False,
-                  device=None, dtype=None) -> Trained:
-    """The pretrained checkpoint of `spec["pretrained"]` moved onto data's items and trained on data with
-    train_recommender(**train), or the cached result when spec, training spec, seed, data, mapping and code are
+                  device=None, dtype=None, mapping_file: Path | None = None) -> Trained:
+    """The pretrained checkpoint of `spec["pretrained"]` moved onto data's items through `mapping_file` (the study
+    item -> corpus item list lwadapter.corpus.prepare_corpus wrote, RunFolders.corpus_mapping) and trained on data
+    with train_recommender(**train), or the cached result when spec, training spec, seed, data, mapping and code are
     unchanged (`force` retrains). Returns the checkpoint read back (load_trained with `device` and `dtype`)."""
     source = spec["pretrained"]
-    path_map = mapping_path(data.name)
+    if mapping_file is None:
+        raise ValueError(f"{name} is adapted from a corpus checkpoint: pass the corpus item mapping (mapping_file)")
+    path_map = Path(mapping_file)
     if not path_map.exists():
         raise FileNotFoundError(f"{path_map} is missing: run notebook 01 with its corpus (prepare_corpus) first")
     mapping = json.loads(path_map.read_text())
@@ -64,8 +61,10 @@ def adapt_or_load(name: str, data: SequenceData, spec: dict, train: dict, seed: 
 
 
 def load_base(name: str, data: SequenceData, spec: dict, train: dict, seed: int = 0, force: bool = False,
-              device=None, dtype=None) -> Trained:
-    """A base model of notebook 02 (results/<dataset>/base_models.json's `models`): adapt_or_load for a pretrained
-    spec, train_or_load otherwise."""
-    load = adapt_or_load if "pretrained" in spec else train_or_load
-    return load(name, data, spec, train, seed=seed, force=force, device=device, dtype=dtype)
+              device=None, dtype=None, mapping_file: Path | None = None) -> Trained:
+    """A base model of notebook 02 (results/<dataset>/base_models.json's `models`): adapt_or_load (through
+    `mapping_file`) for a pretrained spec, train_or_load otherwise."""
+    if "pretrained" in spec:
+        return adapt_or_load(name, data, spec, train, seed=seed, force=force, device=device, dtype=dtype,
+                             mapping_file=mapping_file)
+    return train_or_load(name, data, spec, train, seed=seed, force=force, device=device, dtype=dtype)

@@ -1,13 +1,18 @@
 """Run the ordered notebooks headless with papermill: `python -m lwadapter.runner [01 02 ...] [-p key value]`.
 
-Executed copies go to results/executed/<dataset>/ (gitignored), each with a .log of what its kernel printed (shown
-when a notebook fails); the console gets one line per notebook with its elapsed time. `--params file.yaml` and
-`-p key value` set parameters; `--inplace` writes the executed notebook back over the committed one (how committed
-outputs are refreshed).
+Executed copies go to results/executed/<parameter set>/<dataset>/ (gitignored), each with a .log of what its kernel
+printed (shown when a notebook fails); the console gets one line per notebook with its elapsed time. `--params
+file.yaml` and `-p key value` set parameters, checked against the notebooks' parameters cells before anything runs;
+`--inplace` writes the executed notebooks back over the committed ones (how committed outputs are refreshed: the
+notebooks' own defaults only). Kernels run on the pinned numeric paths (lwadapter.numerics) unless `--numerics
+native`.
 """
 
 import argparse
+import ast
 import contextlib
+import difflib
+import json
 import os
 import shutil
 import sys
@@ -16,10 +21,12 @@ import time
 import papermill as pm
 import yaml
 
+from lwadapter import numerics
 from lwadapter.runtime import RESULTS_DIR, ROOT
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 EXECUTED_DIR = RESULTS_DIR / "executed"
+DATASET_KEYS = {"dataset", "data_path", "min_rating", "k_core", "n_users", "n_items", "corpus_users"}  # which data
 
 
 def notebooks(selection: list[str] | None = None) -> list:
@@ -32,6 +39,46 @@ def notebooks(selection: list[str] | None = None) -> list:
     if missing:
         raise SystemExit(f"no notebook matches {missing}; available: {[nb.name for nb in found]}")
     return chosen
+
+
+def notebook_parameters(notebook) -> dict:
+    """name -> value of the assignments in the notebook's cell tagged `parameters` (a recipe `dict(...)` as a dict)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+    return {node.targets[0].id: ast.literal_eval(node.value) if not isinstance(node.value, ast.Call) else
+            {k.arg: ast.literal_eval(k.value) for k in node.value.keywords}
+            for node in ast.parse(source).body if isinstance(node, ast.Assign)}
+
+
+def known_parameters() -> dict:
+    """Every notebook's parameters and defaults (a parameter set is shared by the notebooks, so any of them counts)."""
+    known = {}
+    for nb in notebooks():
+        known.update(notebook_parameters(nb))
+    return known
+
+
+def check_parameters(parameters: dict, source: str = "parameters") -> None:
+    """Stop on a name no notebook's parameters cell has (papermill would inject it silently) or on a recipe dict that
+    does not give every key; the message names the closest valid name."""
+    known = known_parameters()
+    for key, value in parameters.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid names: {sorted(known)}"
+            raise SystemExit(f"{source}: unknown parameter {key!r}{hint} (nothing was run)")
+        if isinstance(known[key], dict) and known[key] and not (isinstance(value, dict) and
+                                                                 set(value) == set(known[key])):
+            raise SystemExit(f"{source}: {key} replaces the recipe whole: give every key of {sorted(known[key])}")
+
+
+def check_set_name(parameters: dict) -> None:
+    """Parameters that change what the CI set computes (beyond which data it reads) need a set name of their own,
+    so they never write over the CI set's results."""
+    changed = sorted(set(parameters) - DATASET_KEYS - {"parameter_set"})
+    if changed and "parameter_set" not in parameters:
+        raise SystemExit(f"{changed} change what the notebooks' default set computes: name your set with "
+                         "-p parameter_set NAME (it writes results/runs/NAME/<dataset>/; nothing was run)")
 
 
 @contextlib.contextmanager
@@ -51,10 +98,17 @@ def stderr_to(path):
 
 def run(selection=None, parameters: dict | None = None, timeout: int = 3600, kernel: str = "python3",
         inplace: bool = False) -> list:
-    """Execute the selected notebooks in order; stops at the first failure (papermill raises)."""
+    """Execute the selected notebooks in order, their kernels on the numeric paths the environment chooses
+    (numerics.pin); stops at the first failure (papermill raises)."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     parameters = parameters or {}
-    folder = EXECUTED_DIR / str(parameters.get("dataset", "default"))
+    check_parameters(parameters)
+    check_set_name(parameters)
+    if inplace and parameters:
+        raise SystemExit("--inplace stores the notebooks' own defaults (the CI set): run it without parameters")
+    numerics.pin()
+    chosen = {**known_parameters(), **parameters}
+    folder = EXECUTED_DIR / str(chosen["parameter_set"]) / str(chosen["dataset"])
     folder.mkdir(parents=True, exist_ok=True)
     outputs = []
     for nb in notebooks(selection):
@@ -87,11 +141,16 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--kernel", default="python3")
     parser.add_argument("--inplace", action="store_true", help="write executed notebooks over the committed ones")
+    parser.add_argument("--numerics", choices=("pinned", "native"), default=os.environ.get(numerics.CHOICE, "pinned"),
+                        help="pinned: the reproducible numeric paths (default); native: the CPU's fastest")
     args = parser.parse_args(argv)
     params = {}
     for path in args.params:
-        params.update(yaml.safe_load(open(path)) or {})
+        loaded = yaml.safe_load(open(path)) or {}
+        check_parameters(loaded, path)
+        params.update(loaded)
     params.update({k: yaml.safe_load(v) for k, v in args.p})
+    os.environ[numerics.CHOICE] = args.numerics
     run(args.notebooks, params, args.timeout, args.kernel, args.inplace)
 
 

@@ -50,10 +50,15 @@ class SequenceData:
 
     @classmethod
     def load(cls, path: Path) -> "SequenceData":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run notebooks/01_data_preparation.ipynb first")
-        return cls(**json.loads(path.read_text()))
+        """Sequences saved by `save` (notebook 01's sequences.json or corpus.json); a clear error when the file is
+        missing, truncated or corrupt."""
+        from lwadapter.results import ResultsFileError, read_results_json
+
+        fields = read_results_json(path)
+        try:
+            return cls(**fields)
+        except TypeError as err:
+            raise ResultsFileError(path, f"not a prepared dataset ({err})") from None
 
 
 def training_examples(data: SequenceData, max_len: int, stride: int | None = None

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
 import lwadapter
-from lwadapter import runtime
+from lwadapter import numerics, runtime
 from lwadapter.models import as_dtype, item_logits, mixed_precision, recommender_from_spec, special_tokens
 from lwadapter.results import content_hash, provenance, sha256_file, write_csv, write_json
 from lwadapter.sequences import IGNORE, LengthBucketBatches, SequenceData, collate, training_examples
@@ -217,9 +217,10 @@ def code_version() -> str:
 
 
 def checkpoint_dir(name: str, data: SequenceData, model: dict, train: dict, seed: int) -> Path:
-    """runtime.CACHE_DIR/models/<dataset>/<name>-<hash of model spec, training spec, seed, data, code>."""
+    """runtime.CACHE_DIR/models/<dataset>/<name>-<hash of model spec, training spec, seed, data, code, numeric
+    paths (pinned or native: the same recipe trains other weights on other paths)>."""
     key = content_hash({"model": model, "train": train, "seed": seed, "data": data_checksum(data),
-                        "code": code_version()})
+                        "code": code_version(), "numerics": numerics.choice()})
     return runtime.CACHE_DIR / "models" / data.name / f"{name}-{key}"
 
 

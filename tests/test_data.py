@@ -111,7 +111,7 @@ def test_two_runs_write_identical_files(isolated_outputs):
     contents = []
     for _ in range(2):
         lwdata.prepare_dataset("ml-100k", path, k_core=0)
-        files = [lwdata.processed_path("ml-100k"), isolated_outputs / "results" / "ml-100k" / "data_stats.json"]
+        files = [isolated_outputs / "data" / "processed" / "ml-100k" / "sequences.json", isolated_outputs / "results" / "ml-100k" / "data_stats.json"]
         contents.append([f.read_bytes() for f in files])
     assert contents[0] == contents[1]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import lwadapter
 
 PACKAGE = Path(lwadapter.__file__).parent
-STAGES = ["runtime", "results", "sequences", "raw_files", "readers", "data", "corpus", "checkpoints", "models",
+STAGES = ["numerics", "runtime", "results", "sequences", "raw_files", "readers", "data", "corpus", "checkpoints", "models",
           "metrics", "evaluate", "train", "transfer", "pretrain", "compact", "layer_gradients", "score_ranks",
-          "scoring", "selection", "healing", "compare", "scenarios", "runner"]
+          "scoring", "selection", "healing", "compare", "scenarios", "reexecution", "runner"]
 
 
 def imported(path: Path) -> set[str]:

@@ -9,18 +9,11 @@ import pandas as pd
 import pytest
 
 from lwadapter.report import latex, paper, tables
+from lwadapter.runner import notebook_parameters
 from lwadapter.report import macros as lwmacros
 from lwadapter.runtime import RESULTS_DIR, ROOT
 
 NOTEBOOK_07 = ROOT / "notebooks" / "07_paper_figures.ipynb"
-
-
-def notebook_parameters(path) -> dict:
-    """The values of a notebook's `parameters` cell."""
-    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
-    values = {}
-    exec("".join(cell["source"]), values)
-    return {k: v for k, v in values.items() if not k.startswith("__")}
 
 
 def test_latex_table_escapes_and_formats():

@@ -1,33 +1,53 @@
-"""Every parameter set under notebooks/params/ names parameters the notebooks have: a misspelt or renamed key would
-otherwise be injected silently and change nothing."""
+"""Parameters: every set under notebooks/params/ names parameters the notebooks have, and the runner stops on a
+misspelt or incomplete one before any notebook runs (papermill would inject it silently and change nothing)."""
 
-import ast
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from lwadapter import runner
+
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-
-def parameters(notebook: Path) -> dict:
-    """name -> value of the assignments in the notebook's cell tagged `parameters`."""
-    cells = json.loads(notebook.read_text())["cells"]
-    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
-    return {node.targets[0].id: ast.literal_eval(node.value) if not isinstance(node.value, ast.Call) else
-            {k.arg: ast.literal_eval(k.value) for k in node.value.keywords}
-            for node in ast.parse(source).body if isinstance(node, ast.Assign)}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "params").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_key_is_a_notebook_parameter_of_the_same_shape(path):
-    known = {}
-    for notebook in NOTEBOOKS:
-        known.update(parameters(notebook))
-    for key, value in yaml.safe_load(path.read_text()).items():
-        assert key in known, f"{path.name}: {key!r} is no notebook's parameter"
-        if isinstance(known[key], dict) and known[key]:  # a recipe dict is replaced whole: give every key
-            assert isinstance(value, dict) and set(value) == set(known[key]), \
-                f"{path.name}: {key} must give {sorted(known[key])}"
+def test_every_parameter_set_passes_the_runners_check(path):
+    runner.check_parameters(yaml.safe_load(path.read_text()), path.name)
+
+
+def test_the_parameters_cell_is_read_with_its_recipe_dicts():
+    params = runner.notebook_parameters(ROOT / "notebooks" / "02_base_models.ipynb")
+    assert params["dataset"] == "ml-100k" and params["parameter_set"] == "ci"
+    assert params["train"]["lr"] == 1e-3 and params["depths"] == [2, 8, 32]
+
+
+def test_a_misspelt_parameter_stops_the_run_before_any_notebook(tmp_path, monkeypatch):
+    executed = []
+    monkeypatch.setattr(runner.pm, "execute_notebook", lambda *a, **k: executed.append(a))
+    bad = tmp_path / "p.yaml"
+    bad.write_text("datset: ml-100k\n")
+    with pytest.raises(SystemExit, match=r"p.yaml: unknown parameter 'datset'; did you mean 'dataset'\?"):
+        runner.main(["01", "--params", str(bad)])
+    with pytest.raises(SystemExit, match="unknown parameter 'sed'; did you mean 'seed'"):
+        runner.run(["01"], {"sed": 1})
+    with pytest.raises(SystemExit, match=r"\['seed'\] change what the notebooks' default set computes"):
+        runner.run(["01"], {"seed": 1})  # would otherwise write over the CI set's results
+    assert executed == []
+
+
+def test_a_partial_recipe_or_inplace_with_parameters_is_refused(monkeypatch):
+    monkeypatch.setattr(runner.pm, "execute_notebook", lambda *a, **k: pytest.fail("nothing may run"))
+    with pytest.raises(SystemExit, match="train replaces the recipe whole: give every key"):
+        runner.run(["02"], {"train": {"lr": 1e-2}})
+    with pytest.raises(SystemExit, match="--inplace stores the notebooks' own defaults"):
+        runner.run(["01"], {"dataset": "amazon-electronics"}, inplace=True)
+
+
+def test_executed_copies_go_to_the_parameter_sets_folder(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner.pm, "execute_notebook", lambda nb, out, **k: calls.append((out, k["parameters"])))
+    runner.run(["01"], {"parameter_set": "mine", "dataset": "amazon-electronics"})
+    out, parameters = calls[0]
+    assert Path(out).parent == runner.EXECUTED_DIR / "mine" / "amazon-electronics"
+    assert parameters["parameter_set"] == "mine"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lwadapter import pretrain, train as train_module
-from lwadapter.pretrain import adapt_or_load, load_base, mapping_path, pretrained_spec
+from lwadapter.pretrain import adapt_or_load, load_base, pretrained_spec
 from lwadapter.results import write_json
 from lwadapter.train import train_or_load
 from lwadapter.transfer import transfer_items
@@ -24,13 +24,17 @@ def setting(tmp_path, monkeypatch, isolated_outputs):
     corpus = cyclic_data(n_users=40, n_items=20, seed=1)
     corpus.name = "cyclic-corpus"
     study = cyclic_data(n_users=24, n_items=12, seed=2)
-    write_json(mapping_path(study.name), MAPPING)
+    write_json(isolated_outputs / "corpus_mapping.json", MAPPING)
     pre = train_or_load("tiny", corpus, SPEC, FAST)
     return corpus, study, pre, pretrained_spec(SPEC, pre, MAPPING)
 
 
-def test_adapted_model_starts_from_the_transferred_corpus_model(setting, monkeypatch):
+
+
+
+def test_adapted_model_starts_from_the_transferred_corpus_model(setting, monkeypatch, isolated_outputs):
     corpus, study, pre, spec = setting
+    mapping = isolated_outputs / "corpus_mapping.json"
     assert pre.path.parent.name == "cyclic-corpus" and spec["pretrained"]["checkpoint"].startswith("models/")
     starts = []
 
@@ -40,37 +44,41 @@ def test_adapted_model_starts_from_the_transferred_corpus_model(setting, monkeyp
                              "tokens": [1], "flops": [1.0]})
 
     monkeypatch.setattr(pretrain, "train_recommender", no_training)
-    adapted = adapt_or_load("tiny-pretrained", study, spec, FAST)
+    adapted = adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping)
     expected = transfer_items(pre.model, MAPPING).state_dict()
     assert starts and all(torch.equal(starts[0][k], v) for k, v in expected.items())
     assert adapted.model.config.num_items == study.n_items
     assert adapted.path.parent.name == study.name
 
 
-def test_adaptation_is_cached_and_load_base_dispatches(setting, monkeypatch):
+def test_adaptation_is_cached_and_load_base_dispatches(setting, monkeypatch, isolated_outputs):
     corpus, study, pre, spec = setting
-    adapted = adapt_or_load("tiny-pretrained", study, spec, FAST)
+    mapping = isolated_outputs / "corpus_mapping.json"
+    adapted = adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping)
     assert adapted.meta["stop_reason"] in {"patience", "cap"} and adapted.record()["train_flops"] > 0
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached checkpoint should have been reused")
 
     monkeypatch.setattr(pretrain, "train_recommender", no_training)
-    assert load_base("tiny-pretrained", study, spec, FAST).path == adapted.path
+    assert load_base("tiny-pretrained", study, spec, FAST, mapping_file=mapping).path == adapted.path
     scratch = load_base("tiny", study, SPEC, FAST)  # no `pretrained`: trained on the study data (train_or_load)
     assert scratch.path != adapted.path and scratch.model.config.num_items == study.n_items
 
 
-def test_a_changed_mapping_or_a_missing_corpus_checkpoint_is_a_clear_error(setting):
+def test_a_changed_mapping_or_a_missing_corpus_checkpoint_is_a_clear_error(setting, isolated_outputs):
     corpus, study, pre, spec = setting
-    write_json(mapping_path(study.name), [0] * len(MAPPING))
-    with pytest.raises(ValueError, match="corpus_mapping.json is not the item mapping .* rerun notebook 02"):
+    mapping = isolated_outputs / "corpus_mapping.json"
+    with pytest.raises(ValueError, match="pass the corpus item mapping"):
         adapt_or_load("tiny-pretrained", study, spec, FAST)
-    write_json(mapping_path(study.name), MAPPING)
+    write_json(mapping, [0] * len(MAPPING))
+    with pytest.raises(ValueError, match="corpus_mapping.json is not the item mapping .* rerun notebook 02"):
+        adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping)
+    write_json(mapping, MAPPING)
     missing = {**spec, "pretrained": {**spec["pretrained"], "checkpoint": "models/cyclic-corpus/gone"}}
     with pytest.raises(FileNotFoundError, match="gone is missing: run notebook 02"):
-        adapt_or_load("tiny-pretrained", study, missing, FAST)
-    mapping_path(study.name).unlink()
+        adapt_or_load("tiny-pretrained", study, missing, FAST, mapping_file=mapping)
+    mapping.unlink()
     with pytest.raises(FileNotFoundError, match="run notebook 01"):
-        adapt_or_load("tiny-pretrained", study, spec, FAST)
+        adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping)
     assert json.loads(json.dumps(spec)) == spec  # the spec goes into base_models.json as it is

@@ -100,7 +100,7 @@ def test_similarity_sources():
     assert emb.shape == (20, 20) and torch.allclose(emb.diagonal(), torch.ones(20))
     assert torch.equal(emb, embedding_similarity(compact_model(model, [0, 3])))  # embeddings are not cut
     nxt = next_item_similarity(model, batch_size=7)
-    assert torch.allclose(nxt[5:9], score_histories(model, [[5], [6], [7], [8]], [0] * 4))
+    torch.testing.assert_close(nxt[5:9], score_histories(model, [[5], [6], [7], [8]], [0] * 4), rtol=1e-5, atol=1e-6)
 
 
 def test_scenario_table_partitions_users():

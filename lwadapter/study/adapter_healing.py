@@ -7,7 +7,7 @@ from lwadapter.compact import compact_model
 from lwadapter.evaluate import count_parameters, evaluate_model
 from lwadapter.healing import adapter_size, gap_positions, heal_or_load
 from lwadapter.results import provenance, write_csv, write_json
-from lwadapter.runtime import RESULTS_DIR
+from lwadapter.runtime import RunFolders
 from lwadapter.selection import kept_list
 from lwadapter.sequences import SequenceData
 
@@ -172,15 +172,16 @@ def budget_spread(budget: pd.DataFrame) -> pd.DataFrame:
     return spread.assign(spread=spread["max"] - spread["min"])
 
 
-def write_healing(dataset: str, results: pd.DataFrame, teachers: dict, adapters: dict, train: dict, fisher: str,
-                  published, best: dict, seed: int = 0) -> None:
-    """results/<dataset>/healing.csv (one row a healed run) and healing.json (teachers, adapters, recipe, best)."""
-    out = RESULTS_DIR / dataset
+def write_healing(folders: RunFolders, results: pd.DataFrame, teachers: dict, adapters: dict, train: dict,
+                  fisher: str, published, best: dict, seed: int = 0) -> None:
+    """healing.csv (one row a healed run) and healing.json (teachers, adapters, recipe, best) in the set's results
+    folder."""
+    out = folders.results
     write_csv(out / "healing.csv", results.rename(columns={
         "valid_after": "best_valid_ndcg@10", "valid_before": "valid_ndcg@10_before",
         "valid_first": "valid_ndcg@10_first_epoch", "first_steps": "first_epoch_steps"})[HEALING_COLUMNS])
     write_json(out / "healing.json", provenance(
-        {"dataset": dataset, "teachers": {arch: t.path.name for arch, t in teachers.items()}, "adapters": adapters,
+        {"dataset": folders.dataset, "teachers": {arch: t.path.name for arch, t in teachers.items()}, "adapters": adapters,
          "train": train, "fisher": fisher, "published": published,
          "best_published": {arch: list(method) for arch, method in best.items()}}, seed))
 

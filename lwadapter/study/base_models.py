@@ -7,9 +7,9 @@ import pandas as pd
 
 from lwadapter.evaluate import count_parameters, evaluate_model, evaluate_popularity, summarize
 from lwadapter.metrics import METRICS, paired_test
-from lwadapter.pretrain import adapt_or_load, load_base, mapping_path, pretrained_spec
-from lwadapter.results import provenance, write_csv, write_json
-from lwadapter.runtime import RESULTS_DIR
+from lwadapter.pretrain import adapt_or_load, load_base, pretrained_spec
+from lwadapter.results import provenance, read_results_json, write_csv, write_json
+from lwadapter.runtime import RunFolders
 from lwadapter.sequences import SequenceData
 from lwadapter.train import train_or_load
 
@@ -47,16 +47,17 @@ def train_models(specs: dict, data: SequenceData, train: dict, seed: int = 0, fo
     return {name: train_or_load(name, data, spec, train, seed=seed, force=force) for name, spec in specs.items()}
 
 
-def pretrain_and_adapt(corpus: SequenceData, data: SequenceData, model: dict, archs, depths, train: dict,
-                       seed: int = 0, force: bool = False) -> tuple[dict, dict, dict]:
+def pretrain_and_adapt(corpus: SequenceData, data: SequenceData, folders: RunFolders, model: dict, archs, depths,
+                       train: dict, seed: int = 0, force: bool = False) -> tuple[dict, dict, dict]:
     """`corpus` (notebook 01's) pretrains the `model` of each arch and depth (deepest first), then each is adapted to
-    `data`; returns (pretrained, adapted, adapted specs), the adapted named <arch>-<n>L-pretrained."""
-    mapping = json.loads(mapping_path(data.name).read_text())
+    `data` through the item mapping in `folders`; returns (pretrained, adapted, adapted specs), the adapted named
+    <arch>-<n>L-pretrained."""
+    mapping = read_results_json(folders.corpus_mapping)
     specs = model_specs(archs, depths, model)
     pretrained = train_models(specs, corpus, train, seed, force)
     adapted_specs = {f"{name}-pretrained": pretrained_spec(spec, pretrained[name], mapping)
                      for name, spec in specs.items()}
-    adapted = {name: adapt_or_load(name, data, spec, train, seed=seed, force=force)
+    adapted = {name: adapt_or_load(name, data, spec, train, seed=seed, force=force, mapping_file=folders.corpus_mapping)
                for name, spec in adapted_specs.items()}
     return pretrained, adapted, adapted_specs
 
@@ -133,13 +134,13 @@ def results_on_test(data: SequenceData, specs: dict, trained: dict, pretrained: 
         per_user[""]
 
 
-def write_base_models(dataset: str, results: pd.DataFrame, specs: dict, train: dict, corpus: str, pretrained: dict,
-                      models: dict, seed: int = 0) -> None:
-    """results/<dataset>/base_models.csv (the table) and base_models.json (specs, recipe, checkpoints)."""
-    out = RESULTS_DIR / dataset
+def write_base_models(folders: RunFolders, results: pd.DataFrame, specs: dict, train: dict, corpus: str,
+                      pretrained: dict, models: dict, seed: int = 0) -> None:
+    """base_models.csv (the table) and base_models.json (specs, recipe, checkpoints) in the set's results folder."""
+    out = folders.results
     write_csv(out / "base_models.csv", results)
     write_json(out / "base_models.json",
-               provenance({"dataset": dataset, "models": specs, "train": train, "corpus": corpus,
+               provenance({"dataset": folders.dataset, "models": specs, "train": train, "corpus": corpus,
                            "pretrained": {name: t.path.name for name, t in pretrained.items()},
                            "checkpoints": {name: t.path.name for name, t in models.items()}}, seed))
 
@@ -176,21 +177,21 @@ def paired_tests(per_user: dict, pairs, metric: str = "ndcg@10", seed: int = 0) 
                          for a, b in pairs])
 
 
-def read_base_models(dataset: str) -> dict:
-    """results/<dataset>/base_models.json, written by notebook 02: its `config` holds `models` and `train`."""
-    return json.loads((RESULTS_DIR / dataset / "base_models.json").read_text())
+def read_base_models(folders: RunFolders) -> dict:
+    """base_models.json, written by notebook 02: its `config` holds `models` and `train`."""
+    return read_results_json(folders.results / "base_models.json")
 
 
-def load_base_models(data: SequenceData, names, device=None, dtype=None) -> dict:
+def load_base_models(data: SequenceData, folders: RunFolders, names, device=None, dtype=None) -> dict:
     """name -> Trained for each of notebook 02's `names` (its cached checkpoints, else retrained identically), on
     `device` in `dtype` (default: the CPU, stored float32)."""
-    base = read_base_models(data.name)
+    base = read_base_models(folders)
     specs = base["config"]["models"]
     return {name: load_base(name, data, specs[name], base["config"]["train"], seed=base["seed"], device=device,
-                            dtype=dtype) for name in names}
+                            dtype=dtype, mapping_file=folders.corpus_mapping) for name in names}
 
 
-def load_teachers(data: SequenceData, names, device=None, dtype=None) -> dict:
+def load_teachers(data: SequenceData, folders: RunFolders, names, device=None, dtype=None) -> dict:
     """arch -> Trained of notebook 02's models `names` (one a architecture, e.g. ["llama-32L-pretrained"])."""
-    specs = read_base_models(data.name)["config"]["models"]
-    return {specs[name]["arch"]: t for name, t in load_base_models(data, names, device, dtype).items()}
+    specs = read_base_models(folders)["config"]["models"]
+    return {specs[name]["arch"]: t for name, t in load_base_models(data, folders, names, device, dtype).items()}

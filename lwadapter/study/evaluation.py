@@ -1,8 +1,6 @@
 """Notebook 06: every model of the study as a variant (compact, healed, controls, teacher), its test metrics, speed
 and quality kept, the comparisons with the controls and between criteria, compute to a target, and the scenarios."""
 
-import json
-
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -11,8 +9,8 @@ from lwadapter.compact import compact_model
 from lwadapter.evaluate import evaluate_model, history_batch
 from lwadapter.healing import heal_or_load, merged
 from lwadapter.metrics import paired_test
-from lwadapter.results import provenance, write_json
-from lwadapter.runtime import RESULTS_DIR
+from lwadapter.results import provenance, read_results_csv, read_results_json, write_json
+from lwadapter.runtime import RunFolders
 from lwadapter.selection import kept_list
 from lwadapter.sequences import SequenceData
 from lwadapter.study.base_models import load_base_models, read_base_models
@@ -30,23 +28,23 @@ class Study:
     architectures (from scratch, and the pretrained ones with fewer layers); `healing`: healing.csv, or None before
     notebook 05 has run."""
 
-    def __init__(self, data: SequenceData, base_models, device=None, dtype=None):
-        out = RESULTS_DIR / data.name
-        specs = read_base_models(data.name)["config"]["models"]
+    def __init__(self, data: SequenceData, folders: RunFolders, base_models, device=None, dtype=None):
+        out = folders.results
+        specs = read_base_models(folders)["config"]["models"]
         archs = {specs[name]["arch"] for name in base_models}
-        self.trained = load_base_models(data, [name for name, spec in specs.items() if spec["arch"] in archs],
+        self.trained = load_base_models(data, folders, [name for name, spec in specs.items() if spec["arch"] in archs],
                                         device, dtype)
         self.full = {specs[name]["arch"]: self.trained[name] for name in base_models}
         self.teacher_of = dict(zip(self.full, base_models))
         self.n_full = {arch: specs[name]["n_layers"] for arch, name in zip(self.full, base_models)}
         self.rows, self.models, self.heal_histories = [], {}, {}
-        for r in pd.read_csv(out / "selection.csv", dtype={"kept_layers": str}).itertuples():
+        for r in read_results_csv(out / "selection.csv", dtype={"kept_layers": str}).itertuples():
             self._add(f"{r.model} {r.criterion} {r.strategy} k={r.k}", r.model, r.criterion, r.strategy, r.k,
                       compact_model(self.full[r.model].model, kept_list(r.kept_layers)), r.kept_layers)
         path = out / "healing.csv"  # notebook 05's healed adapters, when it has run
-        self.healing = pd.read_csv(path, dtype={"kept_layers": str}) if path.exists() else None
+        self.healing = read_results_csv(path, dtype={"kept_layers": str}) if path.exists() else None
         if self.healing is not None:
-            self._add_healed(data, self.healing, json.loads((out / "healing.json").read_text()))
+            self._add_healed(data, self.healing, read_results_json(out / "healing.json"))
         for name, t in self.trained.items():
             arch, layers = specs[name]["arch"], specs[name]["n_layers"]
             route = "pretrained" if "pretrained" in specs[name] else "scratch"
@@ -168,10 +166,10 @@ def headline(table: pd.DataFrame, k: int) -> pd.DataFrame:
         .sort_values(["model", "healed", "quality_kept"], ascending=[True, True, False])
 
 
-def write_evaluation(data: SequenceData, base_models, k: int, scenario_criteria, cold_items: int, n_boot: int,
+def write_evaluation(data: SequenceData, folders: RunFolders, base_models, k: int, scenario_criteria, cold_items: int, n_boot: int,
                      bench_batch: int, bench_repeats: int, healing: bool, seed: int = 0) -> None:
-    """results/<dataset>/evaluation.json: the evaluation's settings and the history-length cuts of the scenarios."""
-    write_json(RESULTS_DIR / data.name / "evaluation.json", provenance({
+    """evaluation.json in the set's results folder: the evaluation's settings and the history-length cuts of the scenarios."""
+    write_json(folders.results / "evaluation.json", provenance({
         "dataset": data.name, "base_models": base_models, "k": k, "scenario_criteria": scenario_criteria,
         "cold_items": cold_items, "n_boot": n_boot, "bench_batch": bench_batch, "bench_repeats": bench_repeats,
         "healing": healing, "history_cuts": scenarios.history_cuts([len(t) for t in data.train])}, seed))
