@@ -25,17 +25,23 @@ def pins() -> dict[str, str]:
     return {**(X86_PINS if x86 else {}), **THREAD_PINS}
 
 
-def choice(environ=os.environ) -> str:
+def requested(environ=os.environ) -> str:
+    """What LWADAPTER_NUMERICS asks `pin` for: 'pinned' (the default) or 'native'."""
     value = environ.get(CHOICE, "pinned")
     if value not in ("pinned", "native"):
         raise ValueError(f"{CHOICE}={value!r}: use 'pinned' (reproducible paths) or 'native' (the CPU's fastest)")
     return value
 
 
+def choice(environ=os.environ) -> str:
+    """The paths in effect: 'pinned' when every pin is set in `environ`, else 'native' (e.g. a JupyterLab kernel)."""
+    return "pinned" if all(environ.get(k) == v for k, v in pins().items()) else "native"
+
+
 def pin(environ=os.environ) -> dict[str, str]:
     """Set the pinned paths in `environ` (inherited by every kernel started afterwards) unless LWADAPTER_NUMERICS is
     'native'; returns what was set. Raises if torch is already imported in this process with other paths."""
-    if choice(environ) == "native":
+    if requested(environ) == "native":
         return {}
     wanted = pins()
     if "torch" in sys.modules and environ is os.environ and any(environ.get(k) != v for k, v in wanted.items()):

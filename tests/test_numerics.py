@@ -10,9 +10,11 @@ from lwadapter import numerics
 
 def test_pin_sets_the_paths_unless_native_is_chosen():
     env = {}
+    assert numerics.choice(env) == "native"  # nothing set: the CPU's own paths are in effect
     assert numerics.pin(env) == numerics.pins() and env["MKL_NUM_THREADS"] == str(numerics.THREADS)
+    assert numerics.choice(env) == "pinned"
     native = {numerics.CHOICE: "native"}
-    assert numerics.pin(native) == {} and set(native) == {numerics.CHOICE}
+    assert numerics.pin(native) == {} and set(native) == {numerics.CHOICE} and numerics.choice(native) == "native"
     with pytest.raises(ValueError, match="LWADAPTER_NUMERICS='fast'"):
         numerics.pin({numerics.CHOICE: "fast"})
 
@@ -26,7 +28,7 @@ def test_pin_refuses_to_run_after_torch_with_other_paths(monkeypatch):
         numerics.pin()
 
 
-@pytest.mark.skipif(numerics.choice() == "native", reason="the session runs on the native paths by choice")
+@pytest.mark.skipif(numerics.requested() == "native", reason="the session runs on the native paths by choice")
 def test_a_notebook_kernel_runs_on_the_pinned_paths():
     from jupyter_client.manager import start_new_kernel
 
