@@ -4,9 +4,11 @@
 `training_noise` measures, from one parameter set run under several seeds, how far each column of each results table
 moves when only the seed changes. `compare_runs` then allows a re-execution to differ from the committed run by no
 more than that: per numeric column, the root-mean-square difference over the table's rows at most TOLERANCE times
-the one two seeds give (sqrt(2) x the pooled across-seed standard deviation). Columns and text that the seeds leave
-unchanged must match exactly (floats up to their printed precision); the rows (the keys) must match where the seeds
-give the same rows. Timings measure the machine, not the study, and are left out.
+the one two seeds give (sqrt(2) x the pooled across-seed standard deviation, taken at the upper end of its 95%
+confidence interval: a few rows and seeds estimate it loosely). A value missing in one run only (a target never
+reached) is allowed where the seeds show it. Columns and text that the seeds leave unchanged must match exactly
+(floats up to their printed precision); the rows (the keys) must match where the seeds give the same rows. Timings
+measure the machine, not the study, and are left out, as are flags that threshold a compared number.
 """
 
 import argparse
@@ -31,6 +33,8 @@ KEYS = {  # results table -> the columns that name a row
     "scenarios": ["model", "scenario", "group", "metric"],
 }
 TIMING = re.compile(r"seconds|latency|^speedup$|_per_s$|memory")
+TIMED = {("criterion_costs", "epochs")}  # a criterion's seconds in units of a training epoch's
+THRESHOLDS = {("criteria_tests", "significant")}  # p_holm < 0.05; p_holm itself is compared
 TOLERANCE = 2.0
 NOISE_FILE = "training_noise.csv"
 
@@ -45,9 +49,11 @@ def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _kind(column: str, values: pd.Series) -> str:
-    if TIMING.search(column):
+def _kind(table: str, column: str, values: pd.Series) -> str:
+    if TIMING.search(column) or (table, column) in TIMED:
         return "timing"
+    if (table, column) in THRESHOLDS:
+        return "threshold"
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     return "numeric" if numeric else "text"
 
@@ -60,10 +66,20 @@ def _same(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a.astype(str) == b.astype(str)) | (a.isna() & b.isna())
 
 
+def sd_upper_bound(sd: float, df: int) -> float:
+    """The upper end of the 95% confidence interval of a standard deviation estimated with `df` degrees of freedom
+    (chi-square lower 5% quantile by the Wilson-Hilferty approximation)."""
+    if df < 1:
+        return float("inf")
+    quantile = df * (1 - 2 / (9 * df) - 1.645 * np.sqrt(2 / (9 * df))) ** 3
+    return sd * np.sqrt(df / max(quantile, 1e-9))
+
+
 def training_noise(folders: list[Path]) -> pd.DataFrame:
     """One row per table and column of runs that differ only in the seed: its kind, the rows all runs share, whether
-    the seed changes it, the pooled across-seed standard deviation (numeric columns), and the allowed RMS
-    difference of a re-execution (TOLERANCE x sqrt(2) x that deviation)."""
+    the seed changes it (and, numeric columns, whether a value goes missing in some seeds only), the pooled
+    across-seed standard deviation, and the allowed RMS difference of a re-execution (TOLERANCE x sqrt(2) x the
+    upper 95% bound of that deviation)."""
     if len(folders) < 2:
         raise ValueError("the training noise needs runs of at least two seeds")
     runs = [read_tables(f) for f in folders]
@@ -77,14 +93,18 @@ def training_noise(folders: list[Path]) -> pd.DataFrame:
                      "varies": any(set(t.index) != set(tables[0].index) for t in tables[1:])})
         for column in tables[0].columns:
             values = [t.loc[shared, column] for t in tables]
-            kind = _kind(column, values[0])
+            kind = _kind(name, column, values[0])
             row = {"table": name, "column": column, "kind": kind, "rows": len(shared),
                    "varies": not all(_same(values[0], v).all() for v in values[1:])}
             if kind == "numeric":
                 stack = pd.concat(values, axis=1).astype(float)
-                variance = stack.var(axis=1, ddof=1).dropna()
+                missing = stack.isna()
+                complete = stack[~missing.any(axis=1)]
+                variance = complete.var(axis=1, ddof=1)
                 sd = float(np.sqrt(variance.mean())) if len(variance) else 0.0
-                row.update(seed_sd=sd, allowed_rms=TOLERANCE * np.sqrt(2) * sd if row["varies"] else 0.0)
+                bound = sd_upper_bound(sd, len(complete) * (len(folders) - 1)) if len(variance) else 0.0
+                row.update(seed_sd=sd, nan_varies=bool((missing.any(axis=1) & ~missing.all(axis=1)).any()),
+                           allowed_rms=TOLERANCE * np.sqrt(2) * bound if row["varies"] else 0.0)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -95,7 +115,7 @@ def compare_runs(expected: Path, actual: Path, noise: pd.DataFrame) -> pd.DataFr
     want, got = read_tables(expected), read_tables(actual)
     rows = []
     for r in noise.itertuples():
-        if r.kind == "timing":
+        if r.kind in ("timing", "threshold"):
             continue
         a, b = want[r.table], got[r.table]
         if r.kind == "keys":
@@ -111,7 +131,7 @@ def compare_runs(expected: Path, actual: Path, noise: pd.DataFrame) -> pd.DataFr
             one_nan = np.isnan(diff) & ~both_nan
             rms = float(np.sqrt(np.mean(diff[~np.isnan(diff)] ** 2))) if (~np.isnan(diff)).any() else 0.0
             rows.append({"table": r.table, "column": r.column, "observed": rms, "allowed": r.allowed_rms,
-                         "ok": bool(rms <= r.allowed_rms and not one_nan.any())})
+                         "ok": bool(rms <= r.allowed_rms and (r.nan_varies or not one_nan.any()))})
         elif r.kind == "text" and r.varies:
             continue  # text the seed changes (kept layers, stop reasons, cache names): its numbers are compared
         else:

@@ -35,6 +35,11 @@ def noise(tmp_path, monkeypatch):
     return reexecution.training_noise(seeds).set_index("column")
 
 
+def test_few_rows_and_seeds_widen_the_bound_on_the_deviation():
+    assert reexecution.sd_upper_bound(1.0, 3) > 2.5 > reexecution.sd_upper_bound(1.0, 6) > 1.5
+    assert 1.0 < reexecution.sd_upper_bound(1.0, 384) < 1.1 and reexecution.sd_upper_bound(1.0, 0) == float("inf")
+
+
 def test_the_noise_table_tells_what_the_seed_moves(noise):
     assert noise.loc["ndcg@10", "varies"] and 0.003 < noise.loc["ndcg@10", "seed_sd"] < 0.03
     assert not noise.loc["params", "varies"] and noise.loc["params", "allowed_rms"] == 0
@@ -51,6 +56,8 @@ def test_a_rerun_within_the_noise_passes_and_one_beyond_it_fails(noise, tmp_path
     for changed in ({"params": 999}, {"route": "pretrained"}):
         report = reexecution.compare_runs(committed, run(tmp_path / "det", 0, **changed), noise)
         assert report.set_index("column").loc[list(changed)[0], "observed"] == 8 and not report["ok"].all()
+    missing = reexecution.compare_runs(committed, run(tmp_path / "nan", 0, **{"ndcg@10": float("nan")}), noise)
+    assert not missing.set_index("column").loc["ndcg@10", "ok"]  # the seeds never lose a value here
     fewer = tmp_path / "fewer"
     fewer.mkdir()
     write_csv(fewer / "base_models.csv", read_results_csv(committed / "base_models.csv").iloc[:-1])
