@@ -30,8 +30,6 @@ def run(folder, seed, ndcg_noise=0.01, **changes):
 def noise(tmp_path, monkeypatch):
     monkeypatch.setattr(reexecution, "KEYS", {"base_models": ["model"]})
     seeds = [run(tmp_path / f"seed{s}", s) for s in range(3)]
-    for folder in seeds:
-        folder.mkdir(exist_ok=True)
     return reexecution.training_noise(seeds).set_index("column")
 
 
