@@ -1,7 +1,6 @@
 """Notebook 02: which base models the study trains (from scratch at every depth; pretrained on the corpus, then
 adapted), training or loading them, and their test results."""
 
-
 import pandas as pd
 
 from lwadapter.evaluate import count_parameters, evaluate_model, evaluate_popularity, summarize
