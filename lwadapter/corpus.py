@@ -118,6 +118,39 @@ def item_mapping(study: SequenceData, corpus: SequenceData, how: str, study_year
     raise ValueError(f"unknown matching {how!r}: use 'id' or 'title'")
 
 
+def cut_before(frame: pd.DataFrame, study_time: dict | None, name: str) -> pd.DataFrame:
+    """The corpus interactions recorded before the study's first test event (study_time: the study's data card
+    `time`); an error where either side has no calendar timestamps or nothing precedes it."""
+    if study_time is None or lwdata.time_span(frame) is None:
+        raise DataError(f"cutting {name} at the study's first test event needs calendar timestamps on both sides; "
+                        "this study or corpus only orders its events: pretrain without the cut and state it")
+    kept = frame[frame["timestamp"] < study_time["first_test_unix"]]
+    if kept.empty:
+        raise DataError(f"cutting {name} at the study's first test event ({study_time['first_test']}) leaves none "
+                        f"of its {len(frame):,} interactions (they start {lwdata.time_span(frame)['first']}): a "
+                        "time-respecting corpus needs earlier data; pretrain without the cut and state it")
+    return kept
+
+
+def time_overlap(frame: pd.DataFrame, study_time: dict | None) -> dict:
+    """The corpus's dates beside the study's first test event and the share of its interactions at or after it
+    (`comparable`: False where either side has no calendar timestamps)."""
+    span = lwdata.time_span(frame)
+    if span is None or study_time is None:
+        return {"comparable": False}
+    after = float((frame["timestamp"] >= study_time["first_test_unix"]).mean())
+    return {"comparable": True, "study_first_test": study_time["first_test"], "corpus_first": span["first"],
+            "corpus_last": span["last"], "share_after_study_first_test": round(after, 6)}
+
+
+def future_share_text(time: dict) -> str:
+    """time_overlap's finding in words: the share at or after the study's first test, with the dates."""
+    if not time["comparable"]:
+        return "unknown (no calendar timestamps on one side)"
+    return (f"{time['share_after_study_first_test']:.1%} (study's first test {time['study_first_test']}; corpus "
+            f"{time['corpus_first']} to {time['corpus_last']})")
+
+
 def corpus_card(corpus: SequenceData, study: SequenceData, mapping: list[int], stages: dict, source: dict,
                 subsample: dict) -> dict:
     """Summary numbers of a corpus: size, labels per split, the study items it covers, its subsample."""
@@ -136,12 +169,15 @@ def corpus_card(corpus: SequenceData, study: SequenceData, mapping: list[int], s
 def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None, seed: int = 0,
                    data_path: str | Path | None = None,
                    study_path: str | Path | None = None,
-                   folders: RunFolders | None = None) -> tuple[SequenceData, list[int], dict]:
+                   folders: RunFolders | None = None, study_time: dict | None = None,
+                   cut_at_first_test: bool = False) -> tuple[SequenceData, list[int], dict]:
     """The corpus of a study dataset end to end: read, build, match items, describe.
 
     `study` is the prepared study data (lwadapter.data.load_prepared(dataset)); n_users subsamples the corpus's
     users (seeded by `seed`; None: all). `data_path`: the corpus source (default: the dataset's, fetched); for a
-    corpus drawn from the study's own source, `study_path` (the file the study was read from) is used. Writes
+    corpus drawn from the study's own source, `study_path` (the file the study was read from) is used.
+    `study_time`: the study's data card `time` (lwadapter.data.time_span); the card then says how much of the corpus
+    lies at or after the study's first test event, and `cut_at_first_test` keeps only what lies before it. Writes
     corpus.json (sequences) and corpus_mapping.json beside the study's sequences and corpus_stats.json (the card)
     into `folders` (default: the study set's). Returns (corpus, mapping, card).
     """
@@ -153,6 +189,9 @@ def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None
         data_path = study_path
     path = Path(data_path) if data_path is not None else source_spec.fetch()
     frame, titles = read_interactions(path)
+    time = time_overlap(frame[~frame["user"].isin(set(study.user_ids))], study_time)
+    if cut_at_first_test:
+        frame = cut_before(frame, study_time, f"{dataset}-corpus")
     corpus, stages = build_corpus(frame, f"{dataset}-corpus", study.user_ids, lwdata.DATASETS[dataset], titles,
                                   n_users, seed)
     years = {}
@@ -164,7 +203,8 @@ def prepare_corpus(dataset: str, study: SequenceData, n_users: int | None = None
     source = {"path": lwdata._display_path(path), "files": {f.name: sha256_file(f) for f in files if f.is_file()},
               "match": source_spec.match}
     subsample = {"n_users": n_users, "seed": seed, "of": stages["without_study_users"]["users"]}
-    card = corpus_card(corpus, study, mapping, stages, source, subsample)
+    card = {**corpus_card(corpus, study, mapping, stages, source, subsample), "time": time,
+            "cut_at_study_first_test": cut_at_first_test}
     folders = folders or RunFolders(dataset)
     corpus.save(folders.corpus)
     write_json(folders.corpus_mapping, mapping)

@@ -84,6 +84,13 @@ def chronological_split(frame: pd.DataFrame, name: str, titles: dict[str, str]) 
 
 def prepare(frame: pd.DataFrame, name: str, prep: Preparation, titles: dict[str, str]) -> tuple[SequenceData, dict]:
     """Threshold, k-core, sample, drop too-short sequences, split. Returns the data and the per-stage counts."""
+    frame, stages = filter_interactions(frame, name, prep)
+    return chronological_split(frame, name, titles), stages
+
+
+def filter_interactions(frame: pd.DataFrame, name: str, prep: Preparation) -> tuple[pd.DataFrame, dict]:
+    """The interactions `prepare` keeps (threshold, k-core, sample, too-short sequences dropped) and the per-stage
+    counts."""
     stages = {"raw": _counts(frame)}
     frame = frame.drop_duplicates(["user", "item"], keep="last")
     if prep.min_rating is not None:
@@ -99,7 +106,7 @@ def prepare(frame: pd.DataFrame, name: str, prep: Preparation, titles: dict[str,
     if frame.empty:
         raise DataError(f"nothing is left of {name} after filtering ({stages}); lower k_core, min_rating or "
                         "min_sequence, or sample more users/items")
-    return chronological_split(frame, name, titles), stages
+    return frame, stages
 
 
 def _counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -150,12 +157,32 @@ def prepare_dataset(dataset: str = "ml-100k", data_path: str | Path | None = Non
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     source = {"path": _display_path(path), "files": {f.name: sha256_file(f) for f in files if f.is_file()},
               "preparation": prep.__dict__}
-    data, stages = prepare(frame, dataset, prep, titles)
-    card = data_card(data, stages, source)
+    frame, stages = filter_interactions(frame, dataset, prep)
+    data = chronological_split(frame, dataset, titles)
+    card = {**data_card(data, stages, source), "time": time_span(frame)}
     folders = folders or RunFolders(dataset)
     data.save(folders.sequences)
     write_json(folders.results / "data_stats.json", card)
     return data, card
+
+
+CALENDAR_START = pd.Timestamp("1990-01-01").timestamp()  # unix seconds; smaller timestamps only order events
+
+
+def time_span(frame: pd.DataFrame) -> dict | None:
+    """The dates of an interaction table's first event, first test event (the earliest of the users' last events)
+    and last event, where its timestamps are calendar time (unix seconds from 1990 on); None where they only order
+    events (basket indices, line numbers)."""
+    stamps = frame["timestamp"]
+    if stamps.min() < CALENDAR_START:
+        return None
+    first_test = frame.groupby("user")["timestamp"].max().min()
+    return {"first": _date(stamps.min()), "first_test": _date(first_test), "last": _date(stamps.max()),
+            "first_test_unix": float(first_test)}
+
+
+def _date(unix: float) -> str:
+    return pd.Timestamp(unix, unit="s").strftime("%Y-%m-%d")
 
 
 def _display_path(path: Path) -> str:

@@ -18,14 +18,17 @@ import shutil
 import sys
 import time
 
+import pandas as pd
 import papermill as pm
 import yaml
 
 from lwadapter import numerics
-from lwadapter.runtime import RESULTS_DIR, ROOT
+from lwadapter.results import read_results_csv, write_csv
+from lwadapter.runtime import RESULTS_DIR, ROOT, RunFolders
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 EXECUTED_DIR = RESULTS_DIR / "executed"
+SECONDS_FILE = "notebook_seconds.csv"  # per set and dataset: each notebook's latest wall time
 DATASET_KEYS = {"dataset", "data_path", "min_rating", "k_core", "n_users", "n_items", "corpus_users"}  # which data
 
 
@@ -96,6 +99,17 @@ def stderr_to(path):
             os.close(saved)
 
 
+def record_seconds(folders: RunFolders, notebook: str, seconds: float) -> None:
+    """The notebook's wall time, CPU and numeric paths in the set's notebook_seconds.csv (one row a notebook, the
+    latest run's): what the README's step-time table shows."""
+    path = folders.results / SECONDS_FILE
+    rows = read_results_csv(path) if path.exists() else pd.DataFrame(columns=["notebook"])
+    row = {"notebook": notebook, "seconds": round(seconds, 1), "cpu": numerics.cpu_name(),
+           "numerics": numerics.choice(), "date": time.strftime("%Y-%m-%d")}
+    rows = pd.concat([rows[rows["notebook"] != notebook], pd.DataFrame([row])], ignore_index=True)
+    write_csv(path, rows.sort_values("notebook", kind="stable"))
+
+
 def run(selection=None, parameters: dict | None = None, timeout: int = 3600, kernel: str = "python3",
         inplace: bool = False) -> list:
     """Execute the selected notebooks in order, their kernels on the numeric paths the environment chooses
@@ -124,7 +138,9 @@ def run(selection=None, parameters: dict | None = None, timeout: int = 3600, ker
             print(f"FAILED; kernel log {log.relative_to(ROOT)}, executed copy {out.relative_to(ROOT)}:", flush=True)
             print("".join(log.read_text().splitlines(keepends=True)[-20:]), file=sys.stderr)
             raise
-        print(f"done in {time.perf_counter() - start:6.0f} s -> {out.relative_to(ROOT)}", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"done in {seconds:6.0f} s -> {out.relative_to(ROOT)}", flush=True)
+        record_seconds(RunFolders(chosen["dataset"], chosen["parameter_set"]), nb.stem, seconds)
         if inplace:
             shutil.copyfile(out, nb)
         outputs.append(out)

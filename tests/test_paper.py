@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from lwadapter.report import latex, paper, tables
+from lwadapter.report import benchmarks, latex, paper, readme, tables
 from lwadapter.runner import notebook_parameters
 from lwadapter.report import macros as lwmacros
 from lwadapter.runtime import RESULTS_DIR, ROOT
@@ -29,14 +29,15 @@ def test_macro_names_are_letters_only():
         lwmacros.write_macros({"Bad1": "x"})
 
 
-def test_readme_section_replaces_only_between_markers(tmp_path):
-    start, end = paper.README_MARKERS
-    readme = tmp_path / "README.md"
-    readme.write_text(f"head\n{start}\nold\n{end}\ntail\n")
-    assert paper.readme_section("new", readme) == f"head\n{start}\nnew\n{end}\ntail\n"
-    readme.write_text("no markers\n")
-    with pytest.raises(ValueError, match="must hold the lines"):
-        paper.readme_section("new", readme)
+def test_readme_sections_replace_only_between_their_markers(tmp_path):
+    (start, end), (start2, end2) = readme.markers("results"), readme.markers("scale")
+    path = tmp_path / "README.md"
+    path.write_text(f"head\n{start}\nold\n{end}\nmiddle\n{start2}\nold 2\n{end2}\ntail\n")
+    assert readme.readme_sections({"results": "new", "scale": "new 2"}, path) == \
+        f"head\n{start}\nnew\n{end}\nmiddle\n{start2}\nnew 2\n{end2}\ntail\n"
+    path.write_text(f"{start}\nold\n{end}\n")
+    with pytest.raises(ValueError, match="generated scale section"):
+        readme.readme_sections({"scale": "new"}, path)
 
 
 def test_headline_joins_datasets_per_model_and_method(tmp_path):
@@ -53,7 +54,7 @@ def test_headline_joins_datasets_per_model_and_method(tmp_path):
         pd.DataFrame(rows).to_csv(tmp_path / dataset / "compact_eval.csv", index=False)
     (tmp_path / "ml-100k" / "healing.json").write_text(json.dumps(
         {"config": {"best_published": {"llama": ["calibration_loss", "greedy"]}}}))
-    table = paper.headline(["ml-100k", "amazon-electronics", "missing"], k=2, results_dir=tmp_path)
+    table = readme.headline(["ml-100k", "amazon-electronics", "missing"], k=2, results_dir=tmp_path)
     assert list(table["method"]) == ["full model", "fisher_empirical / top-k + lora",  # not the unhealed one,
                                      "calibration_loss / greedy + lora"]  # nor taylor: not the best published
     assert table.iloc[1]["MovieLens-100K NDCG@10 (kept [95% CI])"] == "0.1000 (50.0% [40.0, 60.0])"
@@ -96,8 +97,31 @@ def test_dataset_macros_quote_the_named_rows_at_k():
     assert macros["MlHundredKLlamaBestPublished"] == "taylor / top-k"
     assert macros["MlHundredKLlamaBestPublishedHealedKept"] == "90.0\\%"
     assert macros["MlHundredKLlamaMeasuredSpeedupShare"] == "75\\%" and macros["MlHundredKLlamaFullNdcg"] == "0.2000"
-    assert macros["MlHundredKLlamaFisherHealedVsControl"] == "below"
+    assert macros["MlHundredKLlamaFisherHealedVsControlWord"] == "below"  # [0.5, 0.7] excludes 1
+    assert macros["MlHundredKLlamaFisherHealedVsControl"] == "62.5\\%"
     assert "MlHundredKLlamaRandomHealedKept" not in macros  # no such row
+
+
+def test_comparison_words_follow_the_interval_not_the_point_estimate():
+    # the healed Fisher model against control a on MovieLens-100K: ratio 1.10, p = 0.15, interval [0.96, 1.25]
+    assert lwmacros.comparison_word(0.96, 1.25, null=1.0) == "level with"
+    assert lwmacros.comparison_word(1.01, 1.25, null=1.0) == "above"
+    assert lwmacros.comparison_word(-0.03, -0.001) == "below"
+    versus = pd.DataFrame({"model": "llama", "k": 8, "criterion": "fisher_empirical", "strategy": "top-k",
+                           "healed": True, "adapter": "lora", "control": ["from scratch (study data)"],
+                           "vs_control": [1.10], "ci_low": [0.96], "ci_high": [1.25], "p_value": [0.15]})
+    macros = lwmacros.versus_macros("X", versus, "llama", 8, "fisher_empirical", "top-k")
+    assert macros == {"XVsControl": "110.0\\%", "XVsControlLow": "96.0\\%", "XVsControlHigh": "125.0\\%",
+                      "XVsControlP": "0.1500", "XVsControlWord": "level with"}
+
+
+def test_corpus_time_macros_state_the_future_share_or_that_it_is_unknown():
+    time = {"comparable": True, "study_first_test": "1997-09-20", "corpus_first": "2000-04-25",
+            "corpus_last": "2003-02-28", "share_after_study_first_test": 1.0}
+    assert lwmacros.corpus_time_macros("MlHundredK", time) == {"MlHundredKCorpusFutureShare": "100\\%",
+                                                                "MlHundredKStudyFirstTest": "1997-09-20",
+                                                                "MlHundredKCorpusFirst": "2000-04-25"}
+    assert lwmacros.corpus_time_macros("X", {"comparable": False}) == {"XCorpusFutureShare": "unknown"}
 
 
 def test_dataset_macros_describe_the_base_models_at_convergence():
@@ -105,6 +129,7 @@ def test_dataset_macros_describe_the_base_models_at_convergence():
                          "arch": ["llama", "llama", "llama", "popularity"], "layers": [2, 32, 32, 0],
                          "route": ["study data", "study data", "pretrained", "none"],
                          "ndcg@10": [0.12, 0.10, 0.14, 0.05], "ndcg@10_unmasked": [0.07, 0.06, 0.08, 0.01],
+                         "ndcg@10_low": [0.11, 0.09, 0.12, 0.04], "ndcg@10_high": [0.13, 0.105, 0.16, 0.06],
                          "stop_reason": ["patience", "cap", "patience", None],
                          "pretrain_stop_reason": [None, None, "patience", None],
                          "label_share": [1.0, 1.0, 1.0, float("nan")]})
@@ -113,7 +138,12 @@ def test_dataset_macros_describe_the_base_models_at_convergence():
     assert macros["MlHundredKStoppedByPatience"] == "3" and macros["MlHundredKTrainedModels"] == "4"  # 2 stages
     assert macros["MlHundredKLabelShare"] == "100\\%"
     assert macros["MlHundredKLlamaBestDepth"] == "2" and macros["MlHundredKLlamaDeepestVsShallowest"] == "below"
-    assert macros["MlHundredKLlamaThirtyTwoLPretrainedVsLlamaTwoL"] == "above"  # the depth study: study data only
+    assert macros["MlHundredKLlamaDeepestVsShallowestHigh"] == "-0.0050"  # 0.105 - 0.11: the intervals apart
+    # above the 2-layer model's 0.12 on the point estimate, but the intervals overlap: level with, interval quoted
+    assert macros["MlHundredKLlamaThirtyTwoLPretrainedVsLlamaTwoL"] == "level with"
+    assert (macros["MlHundredKLlamaThirtyTwoLPretrainedVsLlamaTwoLLow"],
+            macros["MlHundredKLlamaThirtyTwoLPretrainedVsLlamaTwoLHigh"]) == ("-0.0100", "0.0500")
+    assert macros["MlHundredKLlamaThirtyTwoLPretrainedVsLlamaThirtyTwoL"] == "above"  # 0.12 > 0.105
     assert macros["MlHundredKLlamaThirtyTwoLPretrainedNdcg"] == "0.140"
 
 
@@ -147,8 +177,9 @@ def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp
     for path in tmp_path.glob("*.tex"):
         assert path.read_text() == (committed / path.name).read_text(), f"{path.name}: rerun notebook 07"
     assert (RESULTS_DIR / "ml-100k" / "compact_eval.csv").exists() and macros
-    section = paper.readme_results(params["datasets"], params["k"], figure=params["key_figure"])
-    assert paper.readme_section(section) == paper.README.read_text(), "README results differ: rerun notebook 07"
+    sections = {"results": readme.readme_results(params["datasets"], params["k"], figure=params["key_figure"]),
+                **benchmarks.benchmark_sections()}
+    assert readme.readme_sections(sections) == readme.README.read_text(), "README sections differ: rerun notebook 07"
     assert (ROOT / "paper" / "figures" / params["key_figure"]).exists()
 
 
@@ -157,11 +188,11 @@ def test_base_headline_reports_both_protocols_and_the_stop(tmp_path):
     pd.DataFrame({"model": ["llama-2L", "most-popular"], "ndcg@10": [0.1, 0.05], "ndcg@10_unmasked": [0.06, 0.01],
                   "epochs": [12, 0], "stop_reason": ["patience", None]}).to_csv(tmp_path / "ml-100k" / "base_models.csv",
                                                                               index=False)
-    table = paper.base_headline(["ml-100k", "missing"], results_dir=tmp_path)
+    table = readme.base_headline(["ml-100k", "missing"], results_dir=tmp_path)
     assert table.iloc[0].tolist() == ["llama-2L", "0.1000 / 0.0600", "12 (patience)"]
     assert table.iloc[1].tolist() == ["most-popular", "0.0500 / 0.0100", ""]
     names = ["most-popular", "llama-8L-pretrained", "llama-2L", "llama-32L-pretrained", "llama-32L"]
-    assert sorted(names, key=paper._depth_order) == ["llama-32L", "llama-2L", "llama-32L-pretrained",
+    assert sorted(names, key=readme._depth_order) == ["llama-32L", "llama-2L", "llama-32L-pretrained",
                                                     "llama-8L-pretrained", "most-popular"]
 
 

@@ -2,7 +2,9 @@
 real pretrained LLMs before and after each speed lever, and the compact models' measured vs FLOP-ideal speed-up.
 
 `python -m lwadapter.bench.llm_speed [--dataset amazon-electronics] [--models smollm2-135m gemma3-270m]` measures, in
-one process on an idle machine (2 threads), on batches of 32 real training windows of the prepared dataset:
+one process on an idle machine (2 threads), on `--steps` batches of 32 real training windows of the prepared dataset,
+the same seeded draw of windows for every lever (only their grouping into batches changes), each time the median of
+`--repeats` passes:
 - the float32 and bfloat16 rate of a 2048 x 576 x 1536 matmul;
 - per model and lever (cumulative: the full vocabulary head in float32 on plainly shuffled batches -> item-only
   head -> items-only vocabulary with an untied item head -> bf16 autocast where it pays
@@ -27,6 +29,7 @@ import pandas as pd
 import torch
 
 from lwadapter import runtime
+from lwadapter.numerics import cpu_name
 from lwadapter.compact import compact_model
 from lwadapter.data import load_prepared
 from lwadapter.evaluate import compare_efficiency, flops_per_token
@@ -53,12 +56,16 @@ def matmul_tflops(dtype: torch.dtype, repeats: int = 10) -> float:
     return 2 * m * k * n / statistics.median(times) / 1e12
 
 
-def epoch_batches(lengths: list[int], batch_size: int, bucket: int, seed: int = 0) -> list[list[int]]:
-    """One epoch's batches (example indices): a plain seeded shuffle (bucket 0) or length buckets."""
+def lever_batches(lengths: list[int], batch_size: int, steps: int, bucket: int, seed: int = 0) -> list[list[int]]:
+    """`steps` batches (example indices) of the same seeded draw of steps x batch_size examples for every lever:
+    plainly shuffled (bucket 0) or grouped by length (LengthBucketBatches), so each lever computes the same tokens."""
+    drawn = np.random.default_rng(seed).choice(len(lengths), steps * batch_size, replace=False)
     if bucket:
-        return list(LengthBucketBatches(lengths, batch_size, seed, bucket))
-    order = list(SeededShuffle(len(lengths), seed))
-    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        plan = list(LengthBucketBatches([lengths[i] for i in drawn], batch_size, seed, bucket))
+    else:
+        order = list(SeededShuffle(len(drawn), seed))
+        plan = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    return [[int(drawn[i]) for i in batch] for batch in plan]
 
 
 def _loss(logits_fn):
@@ -66,16 +73,19 @@ def _loss(logits_fn):
         logits_fn(model, batch["input_ids"], batch["attention_mask"]).float(), batch["labels"])
 
 
-def time_steps(model, batches: list[dict], step, dtype) -> float:
-    """Total seconds of `step(model, batch)` over batches under bf16 autocast when `dtype` is set (the first batch
-    also run once untimed, as warm-up)."""
-    times = []
-    for batch in [batches[0], *batches]:
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            step(model, batch)
-        times.append(time.perf_counter() - start)
-    return float(np.sum(times[1:]))
+def time_steps(model, batches: list[dict], step, dtype, repeats: int = 3) -> float:
+    """Median over `repeats` of the total seconds of `step(model, batch)` over batches, under bf16 autocast when
+    `dtype` is set (the first batch also run once untimed, as warm-up)."""
+    totals = []
+    for _ in range(repeats):
+        times = []
+        for batch in [batches[0], *batches]:
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                step(model, batch)
+            times.append(time.perf_counter() - start)
+        totals.append(float(np.sum(times[1:])))
+    return statistics.median(totals)
 
 
 def train_step(loss_fn, params):
@@ -104,7 +114,8 @@ def _row(model_name, stage, lever, batches, seconds, flops_per_token_, padding):
             "achieved_tflops": computed * flops_per_token_ / seconds / 1e12}
 
 
-def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 2, bucket: int = 16, seed: int = 0):
+def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 4, bucket: int = 16, seed: int = 0,
+                    repeats: int = 3):
     """Rows of the table for one checkpoint (see the module docstring)."""
     runtime.set_seed(seed)
     models = {vocab: load_pretrained_recommender(name, data.n_items, max_len=50, item_init="random",
@@ -112,9 +123,9 @@ def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 2, bucke
               for vocab in ("text", "items")}
     examples = training_examples(data, 50)
     lengths = [len(labels) for _, labels in examples]
-    plans = {b: epoch_batches(lengths, batch_size, b, seed) for b in (0, bucket)}
+    plans = {b: lever_batches(lengths, batch_size, steps, b, seed) for b in (0, bucket)}
     padding = {b: padding_share(lengths, plan) for b, plan in plans.items()}
-    batches = {(vocab, b): [collate([examples[i] for i in idx], *special_tokens(model)) for idx in plan[:steps]]
+    batches = {(vocab, b): [collate([examples[i] for i in idx], *special_tokens(model)) for idx in plan]
                for vocab, model in models.items() for b, plan in plans.items()}
     fast = autocast_dtype("auto", "cpu")
     cfg = models["text"].config
@@ -131,9 +142,9 @@ def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 2, bucke
         params = [p for p in model.parameters() if p.requires_grad]
         per_token = full_head if logits_fn is full_vocabulary_item_logits else flops_per_token(model.config)
         train_per_token = per_token * training_flops_per_token(model) / flops_per_token(model.config)
-        seconds = time_steps(model, batches[vocab, b], train_step(_loss(logits_fn), params), dtype)
+        seconds = time_steps(model, batches[vocab, b], train_step(_loss(logits_fn), params), dtype, repeats)
         rows.append(_row(name, "fine-tuning step", lever, batches[vocab, b], seconds, train_per_token, padding[b]))
-        seconds = time_steps(model.eval(), batches[vocab, b], eval_step(logits_fn), dtype)
+        seconds = time_steps(model.eval(), batches[vocab, b], eval_step(logits_fn), dtype, repeats)
         rows.append(_row(name, "evaluation pass", lever, batches[vocab, b], seconds, per_token, padding[b]))
         print(f"{name:<14} {lever:<50} train {rows[-2]['tokens_per_s']:>7.1f} tok/s  "
               f"eval {rows[-1]['tokens_per_s']:>7.1f} tok/s", flush=True)
@@ -143,7 +154,7 @@ def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 2, bucke
         kd = DistillationLoss(teacher)
         heal_params = [p for p in student.parameters() if p.requires_grad]
         with mock.patch("lwadapter.healing.item_logits", logits_fn):  # the healing loss before / after the lever
-            seconds = time_steps(student, batches[vocab, b], train_step(kd, heal_params), dtype)
+            seconds = time_steps(student, batches[vocab, b], train_step(kd, heal_params), dtype, repeats)
         # the full head beyond the items: student forward + backward through it, teacher forward
         head_extra = (full_head - flops_per_token(teacher.config)) * (logits_fn is full_vocabulary_item_logits)
         rows.append(_row(name, f"healing step ({len(KEEP[name])} layers, LoRA r8 + KD)", lever, batches[vocab, b],
@@ -163,7 +174,7 @@ def benchmark_model(name: str, data, batch_size: int = 32, steps: int = 2, bucke
     return rows
 
 
-def benchmark(dataset: str, models: list[str], steps: int = 2) -> pd.DataFrame:
+def benchmark(dataset: str, models: list[str], steps: int = 4, repeats: int = 3) -> pd.DataFrame:
     torch.set_num_threads(runtime.THREADS)
     data = load_prepared(dataset)
     rows = [{"model": "machine", "stage": "matmul 2048x576x1536", "lever": dtype,
@@ -172,7 +183,7 @@ def benchmark(dataset: str, models: list[str], steps: int = 2) -> pd.DataFrame:
     print(f"matmul: float32 {rows[0]['achieved_tflops']:.3f}, bf16 {rows[1]['achieved_tflops']:.3f} TFLOP/s",
           flush=True)
     for name in models:
-        rows += benchmark_model(name, data, steps=steps)
+        rows += benchmark_model(name, data, steps=steps, repeats=repeats)
     return pd.DataFrame(rows)
 
 
@@ -180,25 +191,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="amazon-electronics")
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per lever")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per lever (the same examples for each)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over them; the median is kept")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     runtime.quiet()
-    table = benchmark(args.dataset, args.models, args.steps)
+    table = benchmark(args.dataset, args.models, args.steps, args.repeats)
     out = runtime.RESULTS_DIR / "benchmarks"
     write_csv(out / "llm_speed.csv", table)
     write_json(out / "llm_speed.json", provenance({
         "command": "python -m lwadapter.bench.llm_speed " + " ".join(sys.argv[1:] if argv is None else argv),
-        "dataset": args.dataset, "models": args.models, "keep": KEEP, "threads": runtime.THREADS,
-        "cpu": _cpu_name()}, 0))
+        "dataset": args.dataset, "models": args.models, "steps": args.steps, "repeats": args.repeats, "keep": KEEP, "threads": runtime.THREADS,
+        "cpu": cpu_name()}, 0))
     print(table.round(4).to_string(index=False))
-
-
-def _cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

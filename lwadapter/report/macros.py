@@ -43,6 +43,25 @@ NAMED_VARIANTS = {"fisher healed": ("fisher_empirical", "top-k", True, "lora"),
                   "control": ("none", "scratch", False, "none")}
 
 
+def comparison_word(low: float, high: float, null: float = 0.0) -> str:
+    """How a quantity compares with `null` given its 95% interval [low, high]: 'above' or 'below' only when the
+    interval excludes `null` (0 for a difference, 1 for a ratio), 'level with' otherwise."""
+    if low > null:
+        return "above"
+    if high < null:
+        return "below"
+    return "level with"
+
+
+def overlap_macros(name: str, a, b, metric: str = "ndcg@10") -> dict[str, str]:
+    """<name> (comparison word), <name>Low and <name>High: model a against model b from their own 95% intervals
+    (rows with `metric`, `<metric>_low`, `<metric>_high`; evaluated on the same users). The difference is bounded
+    by [a_low - b_high, a_high - b_low]; its words need the two intervals apart, a conservative test (a paired one
+    is at least as sharp)."""
+    low, high = a[f"{metric}_low"] - b[f"{metric}_high"], a[f"{metric}_high"] - b[f"{metric}_low"]
+    return {name: comparison_word(low, high), f"{name}Low": fmt(low, 4), f"{name}High": fmt(high, 4)}
+
+
 def kept_macros(name: str, row) -> dict[str, str]:
     """<name>Ndcg, <name>Kept, <name>KeptLow, <name>KeptHigh of a compact_eval row (percent)."""
     return {f"{name}Ndcg": fmt(row["ndcg@10"], 4), f"{name}Kept": f"{100 * row['quality_kept']:.1f}\\%",
@@ -53,13 +72,25 @@ VERSUS = {"from scratch (study data)": "Control", "pretrained + adapted": "Pretr
 
 
 def versus_macros(name: str, versus: pd.DataFrame, model: str, k: int, criterion: str, strategy: str) -> dict:
-    """<name>Vs<Control>, ...Low, ...High (percent) and ...P: a LoRA-healed model's NDCG@10 relative to each control
-    of the same depth, paired on the test users (versus_controls.csv)."""
+    """<name>Vs<Control>, ...Low, ...High (percent), ...P and ...Word (comparison_word of the paired interval): a
+    LoRA-healed model's NDCG@10 relative to each control of the same depth, paired on the test users
+    (versus_controls.csv)."""
     out = {}
     rows = versus[(versus["model"] == model) & (versus["k"] == k) & (versus["criterion"] == criterion)
                   & (versus["strategy"] == strategy) & versus["healed"].astype(bool) & (versus["adapter"] == "lora")]
     for r in rows.itertuples():
         key = f"{name}Vs{VERSUS[r.control]}"
         out.update({key: f"{100 * r.vs_control:.1f}\\%", f"{key}Low": f"{100 * r.ci_low:.1f}\\%",
-                    f"{key}High": f"{100 * r.ci_high:.1f}\\%", f"{key}P": fmt(r.p_value, 4)})
+                    f"{key}High": f"{100 * r.ci_high:.1f}\\%", f"{key}P": fmt(r.p_value, 4),
+                    f"{key}Word": comparison_word(r.ci_low, r.ci_high, null=1.0)})
     return out
+
+
+def corpus_time_macros(ds: str, time: dict) -> dict[str, str]:
+    """<ds>CorpusFutureShare (the share of the pretraining corpus recorded at or after the study's first test event,
+    'unknown' without calendar timestamps), <ds>StudyFirstTest, <ds>CorpusFirst (dates) from corpus_stats.json."""
+    if not time["comparable"]:
+        return {macro_name(ds, "corpus future share"): "unknown"}
+    return {macro_name(ds, "corpus future share"): f"{100 * time['share_after_study_first_test']:.0f}\\%",
+            macro_name(ds, "study first test"): time["study_first_test"],
+            macro_name(ds, "corpus first"): time["corpus_first"]}

@@ -6,6 +6,7 @@ import pandas as pd
 from lwadapter.compact import compact_model
 from lwadapter.evaluate import count_parameters, evaluate_model
 from lwadapter.healing import adapter_size, gap_positions, heal_or_load
+from lwadapter.recorded import weights_hash
 from lwadapter.results import provenance, write_csv, write_json
 from lwadapter.runtime import RunFolders
 from lwadapter.selection import kept_list
@@ -173,9 +174,9 @@ def budget_spread(budget: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_healing(folders: RunFolders, results: pd.DataFrame, teachers: dict, adapters: dict, train: dict,
-                  fisher: str, published, best: dict, seed: int = 0) -> None:
-    """healing.csv (one row a healed run) and healing.json (teachers, adapters, recipe, best) in the set's results
-    folder."""
+                  fisher: str, published, best: dict, healed: dict, seed: int = 0) -> None:
+    """healing.csv (one row a healed run) and healing.json (teachers, adapters, recipe, best, and the weights hash
+    of every `healed` checkpoint) in the set's results folder."""
     out = folders.results
     write_csv(out / "healing.csv", results.rename(columns={
         "valid_after": "best_valid_ndcg@10", "valid_before": "valid_ndcg@10_before",
@@ -183,7 +184,8 @@ def write_healing(folders: RunFolders, results: pd.DataFrame, teachers: dict, ad
     write_json(out / "healing.json", provenance(
         {"dataset": folders.dataset, "teachers": {arch: t.path.name for arch, t in teachers.items()}, "adapters": adapters,
          "train": train, "fisher": fisher, "published": published,
-         "best_published": {arch: list(method) for arch, method in best.items()}}, seed))
+         "best_published": {arch: list(method) for arch, method in best.items()},
+         "weights": {t.path.name: weights_hash(t.path) for t in healed.values()}}, seed))
 
 
 def adapter_sizes(healed: dict, compacts: dict, adapters: dict) -> pd.DataFrame:

@@ -5,11 +5,12 @@ import pandas as pd
 
 from lwadapter.evaluate import count_parameters, evaluate_model, evaluate_popularity, summarize
 from lwadapter.metrics import METRICS, paired_test
-from lwadapter.pretrain import adapt_or_load, load_base, pretrained_spec
+from lwadapter.pretrain import adapt_or_load, pretrained_spec
+from lwadapter.recorded import recorded_checkpoint, weights_hash
 from lwadapter.results import provenance, read_results_json, write_csv, write_json
 from lwadapter.runtime import RunFolders
 from lwadapter.sequences import SequenceData
-from lwadapter.train import train_or_load
+from lwadapter.train import load_trained, train_or_load
 
 PROTOCOLS = {"": True, "_unmasked": False}  # column suffix -> mask_history
 UNMASKED = ["hr@10", "ndcg@10"]  # metrics also reported with the history left in the ranking
@@ -140,7 +141,9 @@ def write_base_models(folders: RunFolders, results: pd.DataFrame, specs: dict, t
     write_json(out / "base_models.json",
                provenance({"dataset": folders.dataset, "models": specs, "train": train, "corpus": corpus,
                            "pretrained": {name: t.path.name for name, t in pretrained.items()},
-                           "checkpoints": {name: t.path.name for name, t in models.items()}}, seed))
+                           "checkpoints": {name: t.path.name for name, t in models.items()},
+                           "weights": {t.path.name: weights_hash(t.path) for t in [*pretrained.values(),
+                                                                                   *models.values()]}}, seed))
 
 
 def results_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -181,12 +184,13 @@ def read_base_models(folders: RunFolders) -> dict:
 
 
 def load_base_models(data: SequenceData, folders: RunFolders, names, device=None, dtype=None) -> dict:
-    """name -> Trained for each of notebook 02's `names` (its cached checkpoints, else retrained identically), on
-    `device` in `dtype` (default: the CPU, stored float32)."""
-    base = read_base_models(folders)
-    specs = base["config"]["models"]
-    return {name: load_base(name, data, specs[name], base["config"]["train"], seed=base["seed"], device=device,
-                            dtype=dtype, mapping_file=folders.corpus_mapping) for name in names}
+    """name -> Trained for each of notebook 02's `names`: the checkpoints base_models.json recorded, their weights
+    checked against its hashes (never retrained here), on `device` in `dtype` (default: the CPU, stored float32)."""
+    results_file = folders.results / "base_models.json"
+    config = read_base_models(folders)["config"]
+    return {name: load_trained(recorded_checkpoint(data.name, config["checkpoints"][name], config.get("weights", {}),
+                                                   "02", results_file), device=device, dtype=dtype)
+            for name in names}
 
 
 def load_teachers(data: SequenceData, folders: RunFolders, names, device=None, dtype=None) -> dict:

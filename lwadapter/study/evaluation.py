@@ -7,7 +7,8 @@ from tqdm.auto import tqdm
 from lwadapter import compare, scenarios
 from lwadapter.compact import compact_model
 from lwadapter.evaluate import evaluate_model, history_batch
-from lwadapter.healing import heal_or_load, merged
+from lwadapter.healing import load_healed, merged
+from lwadapter.recorded import recorded_checkpoint
 from lwadapter.metrics import paired_test
 from lwadapter.results import provenance, read_results_csv, read_results_json, write_json
 from lwadapter.runtime import RunFolders
@@ -44,7 +45,7 @@ class Study:
         path = out / "healing.csv"  # notebook 05's healed adapters, when it has run
         self.healing = read_results_csv(path, dtype={"kept_layers": str}) if path.exists() else None
         if self.healing is not None:
-            self._add_healed(data, self.healing, read_results_json(out / "healing.json"))
+            self._add_healed(data, self.healing, out / "healing.json")
         for name, t in self.trained.items():
             arch, layers = specs[name]["arch"], specs[name]["n_layers"]
             route = "pretrained" if "pretrained" in specs[name] else "scratch"
@@ -59,16 +60,17 @@ class Study:
                               adapter=adapter, base_model=base_model or self.teacher_of[arch]))
         self.models[name] = model
 
-    def _add_healed(self, data: SequenceData, healing: pd.DataFrame, run: dict) -> None:
-        config = run["config"]
+    def _add_healed(self, data: SequenceData, healing: pd.DataFrame, results_file) -> None:
+        """The adapters healing.json recorded, checked by their weights hash and merged (never retrained here)."""
+        config = read_results_json(results_file)["config"]
         for r in healing[healing["model"].isin(self.full)].itertuples():
             teacher = self.full[r.model]
             if teacher.path.name != config["teachers"][r.model]:
                 raise RuntimeError(f"notebook 05 healed {r.model} from {config['teachers'][r.model]}, not from "
                                    f"{teacher.path.name}: rerun notebook 05")
             name = f"{r.model} {r.criterion} {r.strategy} k={r.k} {r.adapter}"
-            healed = heal_or_load(r.checkpoint.rsplit("-", 1)[0], data, teacher, kept_list(r.kept_layers),
-                                  config["adapters"][r.model][r.adapter], config["train"], seed=run["seed"])
+            path = recorded_checkpoint(data.name, r.checkpoint, config.get("weights", {}), "05", results_file)
+            healed = load_healed(path, teacher.model)
             self._add(name, r.model, r.criterion, r.strategy, r.k, merged(healed.model), r.kept_layers, True,
                       r.adapter)
             self.heal_histories[name] = healed.history

@@ -1,0 +1,140 @@
+"""The README's generated sections: the results tables (from results/<dataset>/) and the benchmark tables (from
+results/benchmarks/ and the runs' step times), each between its own markers, so no number in it is typed by hand."""
+
+import json
+import re
+
+import pandas as pd
+
+from lwadapter.report.paper import DATASET_TITLES
+from lwadapter.runtime import RESULTS_DIR, ROOT
+
+README = ROOT / "README.md"
+
+
+def method_label(row) -> str:
+    if row.strategy == "scratch":
+        return f"{row.k} layers trained from scratch (study data)"
+    if row.strategy == "pretrained":
+        return f"{row.k} layers pretrained + adapted"
+    if row.strategy == "full":
+        return "full model"
+    return f"{row.criterion} / {row.strategy}" + (f" + {row.adapter}" if row.healed else " (not healed)")
+
+
+HEADLINE_CRITERIA = ["fisher_empirical", "random"]  # healed rows of the README's table, besides the best published
+
+
+def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
+    """Test NDCG@10 and quality kept [95% CI] at k layers next to the full model, one column per dataset with a
+    compact_eval.csv: Fisher, random and the best published criterion (healing.json) healed, and the controls of the
+    same depth (from scratch on the study data, pretrained + adapted) and the from-scratch model as deep as the full
+    one; measured / FLOP-ideal speed-up of the k-layer model."""
+    frames = []
+    for dataset in datasets:
+        path = results_dir / dataset / "compact_eval.csv"
+        if not path.exists():
+            continue
+        ev = pd.read_csv(path)
+        ev["healed"] = ev["healed"].astype(bool)
+        healing = results_dir / dataset / "healing.json"
+        best = json.loads(healing.read_text())["config"]["best_published"] if healing.exists() else {}
+        method = list(zip(ev["model"], ev["criterion"], ev["strategy"]))
+        shown = pd.Series([criterion in HEADLINE_CRITERIA or [criterion, strategy] == best.get(model)
+                           for model, criterion, strategy in method], index=ev.index)
+        controls = ev["strategy"].isin(["scratch", "pretrained"])
+        rows = ev[(ev["strategy"] == "full") | ((ev["strategy"] == "scratch") & (ev["k"] == ev["k"].max()))
+                  | ((ev["k"] == k) & ((ev["healed"] & shown) | controls))]
+        cell = [f"{r.ndcg_10:.4f}" if r.strategy == "full" else
+                f"{r.ndcg_10:.4f} ({100 * r.quality_kept:.1f}% [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}])"
+                for r in rows.rename(columns={"ndcg@10": "ndcg_10"}).itertuples()]
+        speed = [f"{r.speedup:.2f}x / {r.ideal_speedup:.2f}x" if r.strategy not in ("scratch", "pretrained", "full")
+                 else "" for r in rows.itertuples()]
+        frames.append(pd.DataFrame({"model": rows["model"].to_numpy(),
+                                    "method": [method_label(r) for r in rows.itertuples()],
+                                    f"{DATASET_TITLES.get(dataset, dataset)} NDCG@10 (kept [95% CI])": cell,
+                                    f"{DATASET_TITLES.get(dataset, dataset)} speed-up measured / ideal": speed}))
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
+
+
+def _depth_order(name: str) -> tuple:
+    """Sort key of a base model: by architecture, study-data models before pretrained ones, deepest first
+    ('llama-32L' -> (False, 'llama', False, -32)); baselines without a depth (most-popular) last."""
+    found = re.fullmatch(r"(.+)-(\d+)L(-pretrained)?", name)
+    return (False, found[1], bool(found[3]), -int(found[2])) if found else (True, name, False, 0)
+
+
+def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
+    """Test NDCG@10 of the models trained from scratch to convergence, masked / unmasked, and epochs run (what
+    stopped them), one column pair per dataset with a base_models.csv."""
+    frames = []
+    for dataset in datasets:
+        path = results_dir / dataset / "base_models.csv"
+        if not path.exists():
+            continue
+        base = pd.read_csv(path)
+        title = DATASET_TITLES.get(dataset, dataset)
+        frames.append(pd.DataFrame({
+            "model": base["model"],
+            f"{title} NDCG@10 masked / unmasked": [f"{m:.4f} / {u:.4f}" for m, u in
+                                                   zip(base["ndcg@10"], base["ndcg@10_unmasked"])],
+            f"{title} epochs (stop)": ["" if n == 0 else f"{n} ({reason})"
+                                       for n, reason in zip(base["epochs"], base["stop_reason"].fillna(""))]}))
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat([f.set_index("model") for f in frames], axis=1).fillna("").reset_index()
+    return table.sort_values("model", key=lambda names: names.map(_depth_order), kind="stable").reset_index(drop=True)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table, text cells as they are."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The lines around the README's generated section `name`."""
+    return f"<!-- {name}:start (generated by notebooks/07_paper_figures.ipynb) -->", f"<!-- {name}:end -->"
+
+
+def readme_sections(sections: dict[str, str], readme=README) -> str:
+    """README's text with each section's text (name -> text) placed between its markers."""
+    current = readme.read_text()
+    for name, text in sections.items():
+        start, end = markers(name)
+        if current.count(start) != 1 or current.count(end) != 1 or current.index(start) > current.index(end):
+            raise ValueError(f"{readme} must hold the lines {start!r} and {end!r} once each, in that order: "
+                             f"put them where the generated {name} section belongs")
+        head, rest = current.split(start)
+        current = f"{head}{start}\n{text.strip()}\n{end}{rest.split(end, 1)[1]}"
+    return current
+
+
+KEY_FIGURE_CAPTION = ("Which criterion, and how many layers can go? Quality kept (test NDCG@10 of the compact model / "
+                      "the full teacher's, paired 95% bootstrap interval) against decoder layers kept: each "
+                      "criterion before healing (dashed) and healed with LoRA rank 8 + distillation (points), next "
+                      "to models of the same depth trained from scratch and pretrained + adapted (grey).")
+
+
+def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | None = None) -> str:
+    """The README's generated results section: the headline table (and the key figure, a path under paper/)."""
+    table = headline(datasets, k, results_dir)
+    if table.empty:
+        return "No compact_eval.csv in results/ yet: run notebooks 01-06 (`make reproduce`)."
+    text = (f"Test split, full ranking, history masked. The full model is the 32-layer teacher, pretrained on the "
+            "corpus and adapted; quality kept = compact / full NDCG@10 on the same users "
+            f"(95% paired bootstrap interval); k = {k} of the full model's layers; speed-up of the {k}-layer model "
+            "on one CPU batch, measured against the FLOP ratio (`results/<dataset>/compact_eval.csv`).\n\n"
+            + markdown_table(table))
+    base = base_headline(datasets, results_dir)
+    if not base.empty:
+        text += ("\n\nEvery model trained on every training interaction until validation NDCG@10 stopped improving "
+                 "(patience; the epoch cap never binds when the column says `patience`): from scratch on the study "
+                 "data, or (`-pretrained`) first on the corpus, then adapted (epochs: the adaptation's). Test NDCG@10 with "
+                 "the user's history masked (the study's protocol) and unmasked (the protocol of the common "
+                 "sequential-recommendation libraries) (`results/<dataset>/base_models.csv`):\n\n"
+                 + markdown_table(base))
+    return text + (f"\n\n![key figure](paper/figures/{figure})\n\n*{KEY_FIGURE_CAPTION}*" if figure else "")
