@@ -1,0 +1,54 @@
+"""The benchmarks time every lever on the same tokens, and the README's benchmark sections come from their files."""
+
+import json
+
+import pandas as pd
+
+from lwadapter.bench.llm_speed import lever_batches
+from lwadapter.report import benchmarks
+from lwadapter.runner import record_seconds
+from lwadapter.runtime import RunFolders
+from lwadapter.sequences import padding_share
+
+
+def test_every_lever_batches_the_same_examples_and_buckets_cut_the_padding():
+    lengths = [1 + (7 * i) % 40 for i in range(500)]
+    shuffled, bucketed = (lever_batches(lengths, 32, 4, bucket) for bucket in (0, 16))
+    assert len(shuffled) == len(bucketed) == 4 and all(len(b) == 32 for b in shuffled + bucketed)
+    assert sorted(sum(shuffled, [])) == sorted(sum(bucketed, []))  # the same 128 windows, grouped otherwise
+    assert len(set(sum(shuffled, []))) == 128
+    assert padding_share(lengths, bucketed) < padding_share(lengths, shuffled)
+
+
+def test_llm_speed_section_states_the_cpu_the_passes_and_the_ratios(tmp_path):
+    rows = [dict(model="machine", stage="matmul 2048x576x1536", lever="float32", achieved_tflops=0.5),
+            dict(model="machine", stage="matmul 2048x576x1536", lever="bfloat16", achieved_tflops=4.0)]
+    for lever, train, padding in (("before", 10.0, 0.4), ("after", 25.0, 0.05)):
+        rows += [dict(model="m", stage="fine-tuning step", lever=lever, tokens_per_s=train, padding_share=padding),
+                 dict(model="m", stage="evaluation pass", lever=lever, tokens_per_s=4 * train, padding_share=padding),
+                 dict(model="m", stage="healing step (2 layers, LoRA r8 + KD)", lever=lever, tokens_per_s=train / 2)]
+    rows.append(dict(model="m", stage="compact forward (2 of 4 layers)", lever="speed", speedup=1.9,
+                     ideal_speedup=2.0))
+    pd.DataFrame(rows).to_csv(tmp_path / "llm_speed.csv", index=False)
+    (tmp_path / "llm_speed.json").write_text(json.dumps({"config": {
+        "cpu": "Test CPU", "threads": 2, "command": "python -m lwadapter.bench.llm_speed", "dataset": "toy",
+        "steps": 4, "repeats": 3}}))
+    text = benchmarks.llm_speed(tmp_path)
+    assert text.startswith("Measured on Test CPU, 2 threads") and "median of 3 passes" in text
+    assert "padding share of the timed batches 40.0% before, 5.0% after" in text
+    assert "| after / before | 2.50x | 2.50x |" in text
+    assert "m: healing step 5 -> 12 tokens/s (2.50x); compact forward (2 of 4 layers): 1.90x measured / 2.00x" in text
+    assert benchmarks.llm_speed(tmp_path / "none") == "not measured yet: run `make benchmark-llm`."
+
+
+def test_step_times_come_from_the_runner_and_leave_out_the_notebook_writing_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("LWADAPTER_RUNS_DIR", str(tmp_path))
+    folders = RunFolders("ml-100k", "ci")
+    for notebook, seconds in (("01_data_preparation", 9.6), ("02_base_models", 1234.4), ("07_paper_figures", 30.0)):
+        record_seconds(folders, notebook, seconds)
+    record_seconds(folders, "02_base_models", 1000.2)  # a rerun replaces the notebook's row
+    table = pd.read_csv(folders.results / "notebook_seconds.csv")
+    assert list(table["notebook"]) == ["01_data_preparation", "02_base_models", "07_paper_figures"]
+    text = benchmarks.step_times(runs=(("ci", tmp_path / "ci"),), datasets=("ml-100k",))
+    assert "| 02_base_models | 1,000 s |" in text and "| total | 1,010 s |" in text
+    assert "07_paper_figures" not in text
