@@ -4,7 +4,6 @@
 A pretrained model's spec is its from-scratch spec plus `pretrained`: the corpus checkpoint (its folder under
 runtime.CACHE_DIR, written by train_or_load on the corpus) and a hash of the item mapping
 (corpus_mapping.json beside the prepared sequences), so the adapted checkpoint is retrained when either changes.
-`load_base` loads any base model of notebook 02 from its spec, pretrained or not.
 """
 
 import json
@@ -14,7 +13,7 @@ from lwadapter import runtime
 from lwadapter.results import content_hash, provenance, sha256_file
 from lwadapter.sequences import SequenceData
 from lwadapter.train import (Trained, checkpoint_dir, code_version, data_checksum, fit, load_trained,
-                             save_checkpoint, train_or_load, train_recommender)
+                             save_checkpoint, train_recommender)
 from lwadapter.transfer import transfer_items
 
 CODE_FILES = ("pretrain.py", "transfer.py")  # beyond train.CODE_FILES, what shapes an adapted model
@@ -59,12 +58,3 @@ def adapt_or_load(name: str, data: SequenceData, spec: dict, train: dict, seed: 
                          **provenance({"model": spec, "train": train}, seed)})
     return load_trained(path, device=device, dtype=dtype)
 
-
-def load_base(name: str, data: SequenceData, spec: dict, train: dict, seed: int = 0, force: bool = False,
-              device=None, dtype=None, mapping_file: Path | None = None) -> Trained:
-    """A base model of notebook 02 (results/<dataset>/base_models.json's `models`): adapt_or_load (through
-    `mapping_file`) for a pretrained spec, train_or_load otherwise."""
-    if "pretrained" in spec:
-        return adapt_or_load(name, data, spec, train, seed=seed, force=force, device=device, dtype=dtype,
-                             mapping_file=mapping_file)
-    return train_or_load(name, data, spec, train, seed=seed, force=force, device=device, dtype=dtype)

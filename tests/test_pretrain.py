@@ -1,4 +1,4 @@
-"""Pretrained base models: corpus pretraining, transfer onto the study's items, adaptation, caching, load_base."""
+"""Pretrained base models: corpus pretraining, transfer onto the study's items, adaptation, caching."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lwadapter import pretrain, train as train_module
-from lwadapter.pretrain import adapt_or_load, load_base, pretrained_spec
+from lwadapter.pretrain import adapt_or_load, pretrained_spec
 from lwadapter.results import write_json
 from lwadapter.train import train_or_load
 from lwadapter.transfer import transfer_items
@@ -51,7 +51,7 @@ def test_adapted_model_starts_from_the_transferred_corpus_model(setting, monkeyp
     assert adapted.path.parent.name == study.name
 
 
-def test_adaptation_is_cached_and_load_base_dispatches(setting, monkeypatch, isolated_outputs):
+def test_adaptation_is_cached(setting, monkeypatch, isolated_outputs):
     corpus, study, pre, spec = setting
     mapping = isolated_outputs / "corpus_mapping.json"
     adapted = adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping)
@@ -61,9 +61,7 @@ def test_adaptation_is_cached_and_load_base_dispatches(setting, monkeypatch, iso
         raise AssertionError("the cached checkpoint should have been reused")
 
     monkeypatch.setattr(pretrain, "train_recommender", no_training)
-    assert load_base("tiny-pretrained", study, spec, FAST, mapping_file=mapping).path == adapted.path
-    scratch = load_base("tiny", study, SPEC, FAST)  # no `pretrained`: trained on the study data (train_or_load)
-    assert scratch.path != adapted.path and scratch.model.config.num_items == study.n_items
+    assert adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping).path == adapted.path
 
 
 def test_a_changed_mapping_or_a_missing_corpus_checkpoint_is_a_clear_error(setting, isolated_outputs):
