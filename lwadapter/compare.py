@@ -10,36 +10,49 @@ from lwadapter.metrics import paired_test
 EVAL_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "healed", "adapter", "hr@10", "ndcg@10",
                 "quality_kept", "ci_low", "ci_high", "latency_ms", "speedup", "ideal_speedup", "params"]
 EXTRA_COLUMNS = ["base_model", "users", "p_value", "full_latency_ms", "sequences_per_s", "peak_memory_mb",
-                 "hr@10_unmasked", "ndcg@10_unmasked"]
+                 "hr@10_unmasked", "ndcg@10_unmasked", "dropped_replicates"]
 
 
-def quality_kept(compact, full, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+def quality_kept(compact, full, n: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float, float, int]:
     """mean(compact) / mean(full) of a per-user metric on the same users, with its percentile bootstrap interval:
-    users are resampled with replacement, the same resample for both models (paired), ratio of the means."""
+    users are resampled with replacement, the same resample for both models (paired), ratio of the means. Also
+    returns how many resamples were dropped, their full-model mean 0 (ratio undefined); ValueError when more than
+    alpha / 2 of them are, as the interval's tails would then be theirs."""
     compact, full = np.asarray(compact, dtype=np.float64), np.asarray(full, dtype=np.float64)
     if compact.shape != full.shape or compact.ndim != 1 or compact.size == 0:
         raise ValueError(f"quality_kept needs two per-user vectors on the same users, got shapes {compact.shape} "
                          f"and {full.shape}")
+    bad = int((~np.isfinite(compact) | ~np.isfinite(full)).sum())
+    if bad:
+        raise ValueError(f"{bad} users have a non-finite metric: quality kept needs finite per-user values")
     if full.mean() <= 0:
         raise ValueError("the full model's mean metric is 0: quality kept is undefined")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, full.size, size=(n, full.size))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = compact[idx].mean(axis=1) / full[idx].mean(axis=1)
-    low, high = np.quantile(ratios[np.isfinite(ratios)], [alpha / 2, 1 - alpha / 2])
-    return float(compact.mean() / full.mean()), float(low), float(high)
+    denominators = full[idx].mean(axis=1)
+    defined = denominators > 0
+    dropped = int(n - defined.sum())
+    if dropped > alpha / 2 * n:
+        raise ValueError(f"{dropped} of {n} bootstrap resamples have a full-model mean of 0 (ratio undefined): too "
+                         f"few of the {full.size} users score above 0 for a {1 - alpha:.0%} interval of quality kept")
+    ratios = compact[idx[defined]].mean(axis=1) / denominators[defined]
+    low, high = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+    return float(compact.mean() / full.mean()), float(low), float(high), dropped
 
 
 def relative_quality(per_user: pd.DataFrame, reference: pd.DataFrame, metric: str = "ndcg@10", n: int = 1000,
                      seed: int = 0) -> dict:
-    """A model's HR@10 and NDCG@10, its `metric` relative to `reference` (quality_kept, ci_low, ci_high) and the
-    p-value of metrics.paired_test against the reference; both per-user tables (evaluate_model) on the same users."""
+    """A model's HR@10 and NDCG@10, its `metric` relative to `reference` (quality_kept, ci_low, ci_high,
+    dropped_replicates) and the p-value of metrics.paired_test against the reference; both per-user tables
+    (evaluate_model) on the same users."""
     a, b = per_user.set_index("user").sort_index(), reference.set_index("user").sort_index()
     if not a.index.equals(b.index):
         raise ValueError("relative_quality compares models on the same users: the per-user tables differ in users")
-    kept, low, high = quality_kept(a[metric], b[metric], n=n, seed=seed)
+    kept, low, high, dropped = quality_kept(a[metric], b[metric], n=n, seed=seed)
     return {"users": len(a), "hr@10": a["hr@10"].mean(), "ndcg@10": a["ndcg@10"].mean(), "quality_kept": kept,
-            "ci_low": low, "ci_high": high, "p_value": paired_test(a[metric], b[metric], seed=seed)["p_value"]}
+            "ci_low": low, "ci_high": high, "dropped_replicates": dropped,
+            "p_value": paired_test(a[metric], b[metric], seed=seed)["p_value"]}
 
 
 def architecture_key(model) -> tuple:
@@ -102,9 +115,10 @@ ROUTES = {"scratch": "from scratch (study data)", "pretrained": "pretrained + ad
 
 
 def route_compute(base: pd.DataFrame) -> pd.Series:
-    """Training FLOPs of every base model (base_models.csv), pretraining included, by model name."""
+    """Training FLOPs of every base model (base_models.csv), pretraining included, by model name; NaN where the
+    pretraining's is not known (pretrain_flops missing or NaN), as the total then is not either."""
     base = base.set_index("model")
-    return base["train_flops"] + (base["pretrain_flops"].fillna(0) if "pretrain_flops" in base else 0)
+    return base["train_flops"] + base.get("pretrain_flops", np.nan)
 
 
 def training_compute(table: pd.DataFrame, base: pd.DataFrame, healing: pd.DataFrame | None) -> pd.DataFrame:

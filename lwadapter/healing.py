@@ -20,10 +20,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from peft.utils import SAFETENSORS_WEIGHTS_NAME
 from safetensors import safe_open
 from torch import nn
 
+from lwadapter.checkpoints import check_keys
 from lwadapter.compact import compact_model, kept_layers, validate_keep
 from lwadapter.evaluate import flops_per_token
 from lwadapter.layer_gradients import layer_hooks
@@ -117,7 +119,12 @@ def load_adapter(compact, path: Path) -> PeftModel:
     bridge_file = path / BRIDGE_FILE
     if bridge_file.exists():
         add_bridges(compact, json.loads(bridge_file.read_text())["rank"])
-    return PeftModel.from_pretrained(compact, path).eval()
+    model = PeftModel.from_pretrained(compact, path).eval()
+    saved, expected = set(_adapter_shapes(path)), set(get_peft_model_state_dict(model))
+    check_keys(path / SAFETENSORS_WEIGHTS_NAME, expected - saved, saved - expected,
+               hint="The adapter does not fit the compact model it is loaded onto (PEFT alone would keep a missing "
+                    "LoRA weight at its initial value): heal again, e.g. delete the cached folder.")
+    return model
 
 
 def merged(model: PeftModel):
@@ -220,10 +227,14 @@ def heal(compact, teacher, data: SequenceData, rank: int = 8, alpha: float = 16.
 
 def adapter_size(path: Path) -> dict:
     """adapter_params (numbers stored in a saved adapter: LoRA and bridges) and adapter_bytes (its file size)."""
-    file = Path(path) / "adapter_model.safetensors"
-    with safe_open(file, framework="pt") as weights:
-        params = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
-    return {"adapter_params": params, "adapter_bytes": file.stat().st_size}
+    return {"adapter_params": sum(math.prod(shape) for shape in _adapter_shapes(path).values()),
+            "adapter_bytes": (Path(path) / SAFETENSORS_WEIGHTS_NAME).stat().st_size}
+
+
+def _adapter_shapes(path: Path) -> dict[str, list[int]]:
+    """Name -> shape of every tensor of a saved adapter, read from the file's header."""
+    with safe_open(Path(path) / SAFETENSORS_WEIGHTS_NAME, framework="pt") as weights:
+        return {k: weights.get_slice(k).get_shape() for k in weights.keys()}
 
 
 def healing_code() -> str:

@@ -92,14 +92,16 @@ def load_pretrained_recommender(path, n_items: int, max_len: int = 50, item_init
     else its EOS, else a new row; PAD is its PAD, else EOS, else BOS (padding is masked out). Extra keyword
     arguments go to AutoModelForCausalLM.from_pretrained.
     """
-    from lwadapter.checkpoints import resolve_checkpoint
+    from lwadapter.checkpoints import load_causal_lm, resolve_checkpoint
 
     if item_init not in ITEM_INITS:
         raise ValueError(f"unknown item_init {item_init!r}: choose one of {ITEM_INITS}")
     if item_init == "title" and not item_titles:
         raise ValueError("item_init='title' needs item titles: this dataset has none (use 'random')")
     path = resolve_checkpoint(path)
-    model = AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+    model = load_causal_lm(path, "Point to a complete checkpoint (the folder save_pretrained wrote); a named one is "
+                                 "converted again once its folder under data/cache/llm is deleted.",
+                           **from_pretrained_kwargs)
     cfg = model.config
     text = model.get_input_embeddings().weight.detach().clone()
     bos, eos, pad = (_first_id(t) for t in (cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id))

@@ -162,7 +162,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     params = {}
     for path in args.params:
-        loaded = yaml.safe_load(open(path)) or {}
+        with open(path) as text:
+            loaded = yaml.safe_load(text) or {}
         check_parameters(loaded, path)
         params.update(loaded)
     params.update({k: yaml.safe_load(v) for k, v in args.p})

@@ -15,10 +15,10 @@ from accelerate import Accelerator
 from accelerate.utils import extract_model_from_parallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM
 
 import lwadapter
 from lwadapter import numerics, runtime
+from lwadapter.checkpoints import load_causal_lm
 from lwadapter.models import as_dtype, item_logits, mixed_precision, recommender_from_spec, special_tokens
 from lwadapter.results import content_hash, provenance, sha256_file, write_csv, write_json
 from lwadapter.sequences import IGNORE, LengthBucketBatches, SequenceData, collate, training_examples
@@ -243,7 +243,8 @@ def load_trained(path: Path, device=None, dtype=None, device_map=None) -> Traine
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     options = {k: v for k, v in {"dtype": as_dtype(dtype), "device_map": device_map}.items() if v is not None}
-    model = AutoModelForCausalLM.from_pretrained(path, **options)
+    model = load_causal_lm(path, "The cached checkpoint does not fit the model its config names: delete the folder "
+                                 "to train it again.", **options)
     if device is not None:
         model.to(device)
     model.eval()

@@ -25,19 +25,19 @@ def random_ndcg(seed, n=300):
 
 def test_quality_kept_is_one_for_identical_models():
     full = random_ndcg(0)
-    assert quality_kept(full, full.copy()) == (1.0, 1.0, 1.0)
+    assert quality_kept(full, full.copy()) == (1.0, 1.0, 1.0, 0)
 
 
 def test_quality_kept_interval_contains_the_point_estimate():
     full, compact = random_ndcg(0), random_ndcg(1)
-    kept, low, high = quality_kept(compact, full, n=2000)
+    kept, low, high, dropped = quality_kept(compact, full, n=2000)
     assert kept == pytest.approx(compact.mean() / full.mean())
-    assert low < kept < high and high - low < 1
+    assert low < kept < high and high - low < 1 and dropped == 0
 
 
 def test_quality_kept_is_exact_for_a_scaled_model():
     full = random_ndcg(2)
-    assert quality_kept(0.5 * full, full) == pytest.approx((0.5, 0.5, 0.5))
+    assert quality_kept(0.5 * full, full) == pytest.approx((0.5, 0.5, 0.5, 0))
 
 
 def test_quality_kept_rejects_unpaired_or_zero_input():
@@ -45,6 +45,21 @@ def test_quality_kept_rejects_unpaired_or_zero_input():
         quality_kept([1.0, 0.0], [1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="undefined"):
         quality_kept([1.0, 0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="1 users have a non-finite metric"):
+        quality_kept([1.0, 0.0, 0.5], [1.0, np.nan, 1.0])
+
+
+def test_quality_kept_counts_the_resamples_whose_ratio_is_undefined():
+    full = np.zeros(50)
+    full[:5] = 1.0  # a resample misses all five users 1000 x 0.9^50 ~ 5 times in 1000
+    kept, low, high, dropped = quality_kept(0.5 * full, full)
+    idx = np.random.default_rng(0).integers(0, 50, size=(1000, 50))  # quality_kept's resamples (seed 0)
+    assert dropped == (full[idx].mean(axis=1) == 0).sum() > 0
+    assert (kept, low, high) == pytest.approx((0.5, 0.5, 0.5))
+    one = np.zeros(20)
+    one[0] = 1.0  # one user above 0 in 20: a resample misses it 0.95^20 = 36% of the time
+    with pytest.raises(ValueError, match=r"of 1000 bootstrap resamples have a full-model mean of 0"):
+        quality_kept(one, one)
 
 
 def test_relative_quality_pairs_users_by_id():
@@ -95,6 +110,7 @@ def test_compact_eval_assembles_the_table():
     table = compact_eval(variants, results, speed)
     assert list(table.columns[: len(EVAL_COLUMNS)]) == EVAL_COLUMNS and len(table) == 3
     assert table.loc[0, "quality_kept"] == 1.0 and table.loc[1, "speedup"] == 2.0 and np.isnan(table.loc[2, "speedup"])
+    assert (table["dropped_replicates"] == 0).all()
     mean = {name: frame["ndcg@10"].mean() for name, frame in results.items()}
     assert table.loc[1, "quality_kept"] == pytest.approx(mean["x"] / mean["full"])
     assert table.loc[2, "quality_kept"] == pytest.approx(mean["x"] / mean["full2"])  # each against its reference
@@ -137,6 +153,9 @@ def test_training_compute_counts_each_route():
     assert at.loc["prune + heal", "method"] == "fisher / top-k + lora"
     assert set(compare.training_compute(table, base, None)["route"]) == {"from scratch (study data)",
                                                                          "pretrained + adapted"}
+    unknown = compare.training_compute(table, base.assign(pretrain_flops=[60.0, 0.0, np.nan]), healing)
+    assert np.isnan(unknown.set_index(["k", "route"]).loc[(2, "pretrained + adapted"), "train_flops"])  # not 10
+    assert compare.route_compute(base.drop(columns="pretrain_flops")).isna().all()
 
 
 def test_compute_to_reach_reads_the_first_epoch_at_the_target():

@@ -2,13 +2,16 @@
 without changing scores, and training the adapters lowers the compact model's validation loss."""
 
 import copy
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from lwadapter import healing, runtime
+from lwadapter.checkpoints import CheckpointError
 from lwadapter.compact import compact_model
 from lwadapter.evaluate import history_batch, score_histories
 from lwadapter.healing import (
@@ -155,6 +158,24 @@ def test_saved_adapter_reloads_to_identical_scores(teacher, data, bridge_rank, t
 def test_load_adapter_names_the_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="save_adapter"):
         load_adapter(tiny(), tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:Found missing adapter keys")  # PEFT's own warning, LoRA keys only
+@pytest.mark.parametrize("change, part", [("missing", "lora_B"), ("unexpected", "lora_A")])
+def test_load_adapter_names_the_keys_the_file_lacks_or_adds(tmp_path, change, part):
+    compact = compact_model(tiny(n_layers=LAYERS), KEEP)
+    save_adapter(attach_adapters(copy.deepcopy(compact), rank=2, bridge_rank=2), tmp_path)
+    file = tmp_path / "adapter_model.safetensors"
+    weights = load_file(file)
+    key = min(k for k in weights if f".{part}." in k)
+    if change == "missing":
+        del weights[key]  # PEFT alone would keep it at zero, that LoRA a no-op, and only warn
+    else:
+        key = key.replace(".layers.0.", ".layers.9.")
+        weights[key] = torch.zeros(2)  # PEFT alone would ignore it
+    save_file(weights, file)
+    with pytest.raises(CheckpointError, match=rf"1 {change} keys, e\.g\. \['{re.escape(key)}'\]\. .*heal again"):
+        load_adapter(copy.deepcopy(compact), tmp_path)
 
 
 @pytest.mark.parametrize("bridge_rank, hidden_weight", [(None, 0.0), (2, 1.0)])

@@ -3,8 +3,10 @@
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, Qwen3Config
 
+from lwadapter.checkpoints import CheckpointError
 from lwadapter.evaluate import evaluate_model
 from lwadapter.models import (activation_checkpointing, build_recommender, decoder_layers, item_logits,
                               load_pretrained_recommender, recommender_from_spec, special_tokens)
@@ -66,6 +68,15 @@ def test_pretrained_checkpoint_route(config_cls, tmp_path):
     history = train_recommender(model, data, epochs=2, batch_size=8, lr=1e-2, patience=2)
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert len(evaluate_model(model, data)) == data.n_users
+
+
+def test_a_checkpoint_without_its_untied_head_is_refused(tmp_path):
+    AutoModelForCausalLM.from_config(LlamaConfig(**TINY_LM, tie_word_embeddings=False)).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["lm_head.weight"]  # from_pretrained alone would draw a random head and only log it
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"1 missing keys, e\.g\. \['lm_head\.weight'\]\. Point to a complete"):
+        load_pretrained_recommender(tmp_path, n_items=5)
 
 
 def test_pretrained_checkpoint_without_bos_gets_a_new_token(tmp_path):

@@ -1,10 +1,14 @@
 """Training lowers the loss, is seeded, trains only what requires grad; cached checkpoints round-trip exactly."""
 
+import re
+
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from lwadapter import train as train_module
+from lwadapter.checkpoints import CheckpointError
 from lwadapter.evaluate import evaluate_model, score_histories
 from lwadapter.models import special_tokens
 from lwadapter.sequences import IGNORE, SequenceData, collate, label_share, training_examples
@@ -117,6 +121,24 @@ def test_load_trained_places_the_model_in_the_requested_dtype_and_device(data, t
         train_module.load_trained(path, dtype="bf16")
     cached = train_or_load("tiny", data, SPEC, FAST, seed=1, device="cpu", dtype="bfloat16").model  # passed through
     assert {p.dtype for p in cached.parameters()} == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("change", ["missing", "unexpected"])
+def test_load_trained_names_the_keys_a_checkpoint_lacks_or_adds(tmp_path, change):
+    tiny().save_pretrained(tmp_path)
+    (tmp_path / "meta.json").write_text("{}")
+    pd.DataFrame({"epoch": [1]}).to_csv(tmp_path / "history.csv", index=False)
+    weights = load_file(tmp_path / "model.safetensors")
+    key = "model.layers.0.mlp.up_proj.weight"
+    if change == "missing":
+        del weights[key]  # from_pretrained alone would initialise it at random and only log it
+    else:
+        key = "model.layers.0.mlp.extra_proj.weight"
+        weights[key] = torch.zeros(2)  # from_pretrained alone would drop it and only log it
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(tmp_path))}: 1 {change} keys, e\.g\. "
+                                              rf"\['{re.escape(key)}'\]\. .*delete the folder"):
+        train_module.load_trained(tmp_path)
 
 
 @pytest.mark.parametrize("stride", [None, 10, 4, 1])
