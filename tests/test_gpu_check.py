@@ -7,6 +7,7 @@ import torch
 
 from lwadapter.bench import gpu_check
 from lwadapter.bench.scale import CRITERIA
+from lwadapter.selection import top_k
 
 
 def test_tiny_gpu_check_writes_every_table(tmp_path):
@@ -20,7 +21,8 @@ def test_tiny_gpu_check_writes_every_table(tmp_path):
     healing = pd.read_csv(tmp_path / "healing.csv")
     assert list(healing["step"]) == [0, 1, 2] and np.isfinite(healing["loss"]).all()
     speed = pd.read_csv(tmp_path / "speed.csv").set_index("model")
-    assert len(speed.loc["compact", "kept_layers"].split()) == 8
+    fisher = scores[scores["criterion"] == "fisher_empirical"].sort_values("layer")["score"]
+    assert speed.loc["compact", "kept_layers"] == " ".join(map(str, top_k(fisher, 8)))
     assert speed.loc["compact", "flop_ratio"] > 1 and speed.loc["full", "params"] > speed.loc["compact", "params"]
 
 

@@ -55,7 +55,6 @@ def test_adaptation_is_cached(setting, monkeypatch, isolated_outputs):
     corpus, study, pre, spec = setting
     mapping = isolated_outputs / "corpus_mapping.json"
     adapted = adapt_or_load("tiny-pretrained", study, spec, FAST, mapping_file=mapping)
-    assert adapted.meta["stop_reason"] in {"patience", "cap"} and adapted.record()["train_flops"] > 0
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached checkpoint should have been reused")

@@ -54,7 +54,7 @@ def test_angular_distance_ranks_identity_layers_last_and_covers_blocks(trained, 
     assert bottom(single) == set(IDENTITY)
     blocks = scoring.angular_distance(trained, batches, n=3, n_boot=20)
     assert list(blocks["layer"]) == [0, 1, 2] and (blocks["criterion"] == "angular@3").all()
-    assert (blocks["score"].between(0, 1)).all()
+    assert blocks.loc[1, "score"] == pytest.approx(single.loc[2, "score"])  # block 1-3: layer 2 between identities
     with pytest.raises(ValueError, match="block size"):
         scoring.angular_distance(trained, batches, n=6)
 
@@ -68,7 +68,9 @@ def test_removal_ground_truth_ranks_identity_layers_last(trained, data):
     ndcg = truth[truth["criterion"] == "removal_ndcg@10"].set_index("layer")
     assert ndcg.loc[IDENTITY, "score"].abs().max() == 0.0
     subset = scoring.removal_effects(trained, data, n_users=10, n_boot=20)
-    assert len(subset) == 10
+    assert subset[["criterion", "layer"]].equals(truth[["criterion", "layer"]])
+    assert (subset[subset["layer"].isin(IDENTITY)]["score"] == 0).all()
+    assert not np.allclose(subset["score"], truth["score"])  # 10 of the 48 users
 
 
 def test_intervals_contain_the_estimate(trained, batches):

@@ -26,9 +26,9 @@ from lwadapter.results import provenance, write_csv, write_json
 from lwadapter.train import train_or_load
 
 MODEL = dict(arch="llama", hidden=32, heads=2, kv_heads=1, max_len=50, tie_embeddings=True, scaled_init=True,
-             dropout=0.0)
-TRAIN = dict(epochs=60, batch_size=64, lr=3e-3, weight_decay=0.0, patience=5, warmup_steps=50, decay="cosine",
-             lr_floor=0.1)
+             dropout=0.0)  # notebook 02's first architecture and `model` default
+TRAIN = dict(epochs=60, batch_size=64, lr=1e-3, weight_decay=0.0, patience=5, warmup_steps=50, decay="cosine",
+             lr_floor=0.1, stride=None)  # notebook 02's `train` default
 LLM_MODEL = dict(max_len=50, item_init="random", item_init_std=0.02, text_vocabulary=False, tie_item_head=False)
 LLM_TRAIN = dict(epochs=30, batch_size=32, lr=1e-4, weight_decay=0.0, patience=3, warmup_steps=20,
                  decay="cosine", lr_floor=0.1, precision="auto", length_buckets=16)
