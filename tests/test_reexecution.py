@@ -34,8 +34,11 @@ def noise(tmp_path, monkeypatch):
 
 
 def test_few_rows_and_seeds_widen_the_bound_on_the_deviation():
-    assert reexecution.sd_upper_bound(1.0, 3) > 2.5 > reexecution.sd_upper_bound(1.0, 6) > 1.5
-    assert 1.0 < reexecution.sd_upper_bound(1.0, 384) < 1.1 and reexecution.sd_upper_bound(1.0, 0) == float("inf")
+    # sqrt(df / chi-square 5% quantile), the quantiles from a printed table: 0.3518 (3), 1.6354 (6), 18.4927 (30);
+    # Wilson-Hilferty's approximation errs by 3.6% at 3 degrees of freedom (wider: on the safe side), 0.5% at 6
+    for df, quantile, error in ((3, 0.3518, 0.04), (6, 1.6354, 0.006), (30, 18.4927, 0.001)):
+        assert reexecution.sd_upper_bound(2.0, df) == pytest.approx(2.0 * (df / quantile) ** 0.5, rel=error)
+    assert reexecution.sd_upper_bound(1.0, 0) == float("inf")
 
 
 def test_the_noise_table_tells_what_the_seed_moves(noise):

@@ -6,6 +6,7 @@ import pytest
 
 from lwadapter.study import adapter_healing, base_models, layer_scoring, layer_selection
 from lwadapter import selection
+from lwadapter.evaluate import evaluate_model
 from lwadapter.study import evaluation
 from tests.synthetic import cyclic_data, identity_layers, tiny
 
@@ -106,7 +107,10 @@ def test_select_layers_gives_every_strategy_k_layers_and_evaluates_each_set():
     assert selected.query("strategy == 'top-k' and k == 2")["kept"].iloc[0] == [0, 2]
     table = layer_selection.evaluate_selection({"llama": model}, selected, data)
     assert list(table.columns) == layer_selection.SELECTION_COLUMNS
-    assert table["ndcg@10"].between(0, 1).all()
+    full = evaluate_model(model, data, split="test")["ndcg@10"].mean()
+    assert table.query("strategy == 'full'")["ndcg@10"].iloc[0] == pytest.approx(full)
+    # layer 1 is an identity: the 3 layers without it rank exactly as the full model
+    assert table.query("strategy == 'top-k' and k == 3")["ndcg@10"].iloc[0] == pytest.approx(full)
     assert layer_selection.kept_at(selected, 3).loc[("greedy", "calibration_loss"), "llama"].count(" ") == 2
 
 
