@@ -1,14 +1,15 @@
 """Choose the training recipe on validation users only: a small grid, every run to convergence, one tidy table.
 
 `python -m lwadapter.bench.tuning --dataset ml-100k --layers 8 -g lr 1e-3 3e-3 -g dropout 0 0.1` trains the default
-recommender (notebook 02's width and recipe) for every combination through train_or_load (checkpoints cached, so
+recommender (notebook 02's width and recipe) for every combination through train_or_fine_tune (checkpoints cached, so
 a repeated combination is read back, not retrained) and writes results/<dataset>/tuning_<arch>-<layers>L.csv (rows
 accumulate across invocations): the combination, its best validation NDCG@10, epochs, stop reason and compute,
 and tuning_<name>_curves.csv: every combination's validation curve, epoch by epoch. Test users are never evaluated.
 
 `--checkpoint smollm2-135m` (or gemma3-270m, or a local folder) tunes a pretrained LLM recommender instead, from
 LLM_MODEL and LLM_TRAIN (items-only vocabulary, untied item head, bf16 where it pays, length-bucketed batches),
-into tuning_<checkpoint>.csv.
+into tuning_<checkpoint>.csv; with `--lora RANK` its body stays frozen and only a LoRA adapter of that rank and the
+item tables train (lwadapter.lora_recommender, LLM_LORA_TRAIN), into tuning_<checkpoint>-lora.csv.
 """
 
 import argparse
@@ -23,7 +24,7 @@ import yaml
 from lwadapter import runtime
 from lwadapter.data import load_prepared
 from lwadapter.results import provenance, write_csv, write_json
-from lwadapter.train import train_or_load
+from lwadapter.lora_recommender import train_or_fine_tune
 
 MODEL = dict(arch="llama", hidden=32, heads=2, kv_heads=1, max_len=50, tie_embeddings=True, scaled_init=True,
              dropout=0.0)  # notebook 02's first architecture and `model` default
@@ -32,6 +33,7 @@ TRAIN = dict(epochs=60, batch_size=64, lr=1e-3, weight_decay=0.0, patience=5, wa
 LLM_MODEL = dict(max_len=50, item_init="random", item_init_std=0.02, text_vocabulary=False, tie_item_head=False)
 LLM_TRAIN = dict(epochs=30, batch_size=32, lr=1e-4, weight_decay=0.0, patience=3, warmup_steps=20,
                  decay="cosine", lr_floor=0.1, precision="auto", length_buckets=16)
+LLM_LORA_TRAIN = {**LLM_TRAIN, "lr": 1e-3, "epochs": 8}  # frozen body + LoRA + item tables (issue 25's recipe)
 
 
 def parse_value(text: str):
@@ -57,7 +59,7 @@ def grid_search(dataset: str, grid: dict[str, list], model: dict, train: dict, n
         spec, recipe = dict(model), dict(train)
         for key, value in combo.items():
             (spec if key in spec else recipe)[key] = value
-        trained = train_or_load(name, data, spec, recipe, seed=seed)
+        trained = train_or_fine_tune(name, data, spec, recipe, seed=seed)
         rows.append({"model": name, **combo, "valid_ndcg@10": trained.history["valid_ndcg@10"].max(),
                      **trained.record()})
         curves.append(trained.history[["epoch", "train_loss", "valid_ndcg@10"]].assign(model=name, **combo))
@@ -82,6 +84,8 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--arch", default="llama")
     parser.add_argument("--checkpoint", default=None, help="a pretrained LLM (smollm2-135m, gemma3-270m or a folder)")
+    parser.add_argument("--lora", type=int, default=None, metavar="RANK",
+                        help="with --checkpoint: freeze the body, LoRA of this rank + item tables (LLM_LORA_TRAIN)")
     parser.add_argument("-g", nargs="+", action="append", metavar=("KEY", "VALUE"), default=[],
                         help="a grid axis: a model or training key and its values (parsed as YAML)")
     args = parser.parse_args(argv)
@@ -89,8 +93,11 @@ def main(argv=None) -> None:
     runtime.quiet()
     grid = {key: [parse_value(v) for v in values] for key, *values in args.g}
     if args.checkpoint:
-        name = f"tuning_{Path(args.checkpoint).name}"
+        name = f"tuning_{Path(args.checkpoint).name}" + ("-lora" if args.lora else "")
         model, train = {"path": args.checkpoint, **LLM_MODEL}, LLM_TRAIN
+        if args.lora:
+            model["lora"] = {"rank": args.lora, "alpha": 2.0 * args.lora, "dropout": 0.0}
+            train = LLM_LORA_TRAIN
     else:
         name = f"tuning_{args.arch}-{args.layers}L"
         model, train = {**MODEL, "arch": args.arch, "n_layers": args.layers}, TRAIN

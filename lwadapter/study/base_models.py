@@ -5,12 +5,12 @@ import pandas as pd
 
 from lwadapter.evaluate import count_parameters, evaluate_model, evaluate_popularity, summarize
 from lwadapter.metrics import METRICS, paired_test
+from lwadapter.lora_recommender import load_checkpoint, train_or_fine_tune
 from lwadapter.pretrain import adapt_or_load, pretrained_spec
 from lwadapter.recorded import recorded_checkpoint, weights_hash
 from lwadapter.results import provenance, read_results_json, write_csv, write_json
 from lwadapter.runtime import RunFolders
 from lwadapter.sequences import SequenceData
-from lwadapter.train import load_trained, train_or_load
 
 PROTOCOLS = {"": True, "_unmasked": False}  # column suffix -> mask_history
 UNMASKED = ["hr@10", "ndcg@10"]  # metrics also reported with the history left in the ranking
@@ -43,7 +43,7 @@ def model_specs(archs, depths, model: dict, checkpoints: dict | None = None, lay
 
 def train_models(specs: dict, data: SequenceData, train: dict, seed: int = 0, force: bool = False) -> dict:
     """name -> Trained: every spec trained to convergence on `data` (or its cached checkpoint)."""
-    return {name: train_or_load(name, data, spec, train, seed=seed, force=force) for name, spec in specs.items()}
+    return {name: train_or_fine_tune(name, data, spec, train, seed=seed, force=force) for name, spec in specs.items()}
 
 
 def pretrain_and_adapt(corpus: SequenceData, data: SequenceData, folders: RunFolders, model: dict, archs, depths,
@@ -188,8 +188,8 @@ def load_base_models(data: SequenceData, folders: RunFolders, names, device=None
     checked against its hashes (never retrained here), on `device` in `dtype` (default: the CPU, stored float32)."""
     results_file = folders.results / "base_models.json"
     config = read_base_models(folders)["config"]
-    return {name: load_trained(recorded_checkpoint(data.name, config["checkpoints"][name], config.get("weights", {}),
-                                                   "02", results_file), device=device, dtype=dtype)
+    return {name: load_checkpoint(recorded_checkpoint(data.name, config["checkpoints"][name], config.get("weights", {}),
+                                                      "02", results_file), data, device=device, dtype=dtype)
             for name in names}
 
 

@@ -1,0 +1,89 @@
+"""A pretrained LLM fine-tuned the way recommenders built on LLMs are (E4SRec, LLaRA): the checkpoint's decoder
+frozen, a PEFT LoRA adapter on every attention and MLP projection, and the item tables (the input rows and the
+untied item head, PEFT `modules_to_save`) trained whole.
+
+A model spec with a `lora` entry (rank, alpha, dropout) beside the checkpoint's `path` takes this route. The cache
+keeps the adapter folder (LoRA and the item tables: megabytes), never the checkpoint's own weights; what comes back
+is the merged plain model (merge_and_unload), which scoring, compaction and healing treat like any other teacher.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from lwadapter.healing import LORA_TARGETS, healing_code, load_adapter
+from lwadapter.models import as_dtype, recommender_from_spec
+from lwadapter.results import content_hash, provenance, sha256_file
+from lwadapter.runtime import set_seed
+from lwadapter.sequences import SequenceData
+from lwadapter.train import (Trained, checkpoint_dir, code_version, data_checksum, fit, load_trained,
+                             save_checkpoint, train_or_load, train_recommender)
+
+ITEM_TABLES = ("embed_tokens", "lm_head")  # trained whole: the item input rows and the item head
+
+
+def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout: float = 0.0) -> PeftModel:
+    """`model` (a pretrained recommender with an untied item head) as a PeftModel: LoRA on the decoder's projections,
+    the item tables trainable, every other weight frozen. Modifies `model` in place."""
+    if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        raise ValueError("the item head is tied to the input rows: load the checkpoint with tie_item_head=False")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS),
+                        modules_to_save=list(ITEM_TABLES))
+    return get_peft_model(model, config)
+
+
+def lora_code() -> str:
+    """A hash of this module and healing's adapter code: with train.code_version(), what shapes a fine-tuned model."""
+    return content_hash([sha256_file(Path(__file__)), healing_code()])
+
+
+def _base_spec(spec: dict) -> dict:
+    return {key: value for key, value in spec.items() if key != "lora"}
+
+
+def fine_tune_or_load(name: str, data: SequenceData, spec: dict, train: dict, seed: int = 0,
+                      force: bool = False) -> Trained:
+    """recommender_from_spec(spec without `lora`) with attach_recommender_lora(**spec["lora"]), trained with
+    train_recommender(**train), or the cached adapter when spec, recipe, seed, data and code are unchanged (`force`
+    retrains). Both routes return what load_fine_tuned reads back, so their outputs are identical."""
+    path = checkpoint_dir(name, data, {**spec, "lora_code": lora_code()}, train, seed)
+    if force or not (path / "meta.json").exists():
+        set_seed(seed)
+        net = attach_recommender_lora(recommender_from_spec(_base_spec(spec), data.n_items, data.item_titles),
+                                      **spec["lora"])
+        net, history, run = fit(lambda: (net, train_recommender(net, data, seed=seed, desc=name, **train)), train)
+        # the item tables (resized embeddings: PEFT keeps them only when told, and warns when it has to guess)
+        save_checkpoint(path, lambda folder: net.save_pretrained(folder, save_embedding_layers=True), history,
+                        {"name": name, **run, "data": data_checksum(data), "code": code_version(),
+                         "trainable_params": net.get_nb_trainable_parameters()[0],
+                         **provenance({"model": spec, "train": train}, seed)})
+    return load_fine_tuned(path, data)
+
+
+def load_fine_tuned(path: Path, data: SequenceData) -> Trained:
+    """A checkpoint written by fine_tune_or_load: the checkpoint it names, the saved adapter and item tables on it,
+    merged into a plain model."""
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    base = recommender_from_spec(_base_spec(meta["config"]["model"]), data.n_items, data.item_titles)
+    model = load_adapter(base, path).merge_and_unload().eval()
+    return Trained(model, pd.read_csv(path / "history.csv"), meta, path)
+
+
+def train_or_fine_tune(name: str, data: SequenceData, spec: dict, train: dict, seed: int = 0,
+                       force: bool = False) -> Trained:
+    """fine_tune_or_load for a spec with `lora`, train_or_load (every weight trained) otherwise."""
+    if "lora" in spec:
+        return fine_tune_or_load(name, data, spec, train, seed=seed, force=force)
+    return train_or_load(name, data, spec, train, seed=seed, force=force)
+
+
+def load_checkpoint(path: Path, data: SequenceData, device=None, dtype=None) -> Trained:
+    """A cached base model either way it was trained: load_fine_tuned for an adapter folder, else load_trained."""
+    if (Path(path) / "adapter_config.json").exists():
+        trained = load_fine_tuned(path, data)
+        trained.model.to(device=device, dtype=as_dtype(dtype))
+        return trained
+    return load_trained(path, device=device, dtype=dtype)

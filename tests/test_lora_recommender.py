@@ -1,0 +1,71 @@
+"""A pretrained checkpoint fine-tuned as LLM recommenders are: frozen body, LoRA, item tables trained; the cache keeps
+the adapter folder only, and what comes back is the merged plain model."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from lwadapter import runtime
+from lwadapter.lora_recommender import attach_recommender_lora, fine_tune_or_load, load_checkpoint, train_or_fine_tune
+from lwadapter.models import item_logits, load_pretrained_recommender
+from lwadapter.runtime import set_seed
+from tests.synthetic import cyclic_data
+
+TRAIN = dict(epochs=2, batch_size=16, lr=1e-2, patience=2, decay="constant")
+
+
+@pytest.fixture
+def checkpoint(tmp_path, monkeypatch):
+    """A tiny tied-embedding Llama checkpoint (like SmolLM2) saved to disk, and a cache of its own."""
+    monkeypatch.setattr(runtime, "CACHE_DIR", tmp_path / "cache")
+    set_seed(0)
+    lm = AutoModelForCausalLM.from_config(LlamaConfig(
+        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8, max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=True))
+    lm.save_pretrained(tmp_path / "lm")
+    return tmp_path / "lm"
+
+
+def spec(path, rank=2):
+    return {"path": str(path), "max_len": 10, "item_init": "random", "text_vocabulary": False,
+            "tie_item_head": False, "lora": {"rank": rank, "alpha": 4.0, "dropout": 0.0}}
+
+
+def test_only_lora_and_the_item_tables_train(checkpoint):
+    data = cyclic_data(n_users=24)
+    model = attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10,
+                                                                item_init="random", text_vocabulary=False,
+                                                                tie_item_head=False))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert {n.split(".modules_to_save")[0].rsplit(".", 1)[-1] for n in trainable if "modules_to_save" in n} == \
+        {"embed_tokens", "lm_head"}
+    assert any("q_proj.lora_A" in n for n in trainable) and any("down_proj.lora_B" in n for n in trainable)
+    tied = load_pretrained_recommender(checkpoint, data.n_items, max_len=10, item_init="random")
+    with pytest.raises(ValueError, match="tie_item_head=False"):
+        attach_recommender_lora(tied)
+
+
+def test_fine_tuning_caches_the_adapter_and_returns_the_merged_model(checkpoint, monkeypatch):
+    data = cyclic_data(n_users=24)
+    tuned = fine_tune_or_load("tiny-lora", data, spec(checkpoint), TRAIN)
+    assert sorted(p.name for p in tuned.path.glob("*.safetensors")) == ["adapter_model.safetensors"]  # no body
+    assert not hasattr(tuned.model, "peft_config")  # merged: a plain transformers model
+    base = load_pretrained_recommender(checkpoint, data.n_items, max_len=10, item_init="random",
+                                       text_vocabulary=False, tie_item_head=False)
+    ids = torch.tensor([[0, 3, 4, 5]])
+    assert not torch.allclose(item_logits(tuned.model, ids, torch.ones_like(ids)),
+                              item_logits(base, ids, torch.ones_like(ids)))  # it learned something
+    assert tuned.history["train_loss"].iloc[-1] < tuned.history["train_loss"].iloc[0]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached adapter should have been reused")
+
+    monkeypatch.setattr("lwadapter.lora_recommender.train_recommender", no_training)
+    again = train_or_fine_tune("tiny-lora", data, spec(checkpoint), TRAIN)
+    loaded = load_checkpoint(tuned.path, data)
+    for other in (again, loaded):
+        assert other.path == tuned.path
+        assert torch.equal(item_logits(other.model, ids, torch.ones_like(ids)),
+                           item_logits(tuned.model, ids, torch.ones_like(ids)))
