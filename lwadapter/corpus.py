@@ -121,14 +121,15 @@ def item_mapping(study: SequenceData, corpus: SequenceData, how: str, study_year
 def cut_before(frame: pd.DataFrame, study_time: dict | None, name: str) -> pd.DataFrame:
     """The corpus interactions recorded before the study's first test event (study_time: the study's data card
     `time`); an error where either side has no calendar timestamps or nothing precedes it."""
-    if study_time is None or lwdata.time_span(frame) is None:
+    span = lwdata.time_span(frame)
+    if study_time is None or span is None:
         raise DataError(f"cutting {name} at the study's first test event needs calendar timestamps on both sides; "
                         "this study or corpus only orders its events: pretrain without the cut and state it")
     kept = frame[frame["timestamp"] < study_time["first_test_unix"]]
     if kept.empty:
         raise DataError(f"cutting {name} at the study's first test event ({study_time['first_test']}) leaves none "
-                        f"of its {len(frame):,} interactions (they start {lwdata.time_span(frame)['first']}): a "
-                        "time-respecting corpus needs earlier data; pretrain without the cut and state it")
+                        f"of its {len(frame):,} interactions (they start {span['first']}): a time-respecting corpus "
+                        "needs earlier data; pretrain without the cut and state it")
     return kept
 
 

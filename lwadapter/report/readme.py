@@ -1,5 +1,5 @@
-"""The README's generated sections: the results tables (from results/<dataset>/) and the benchmark tables (from
-results/benchmarks/ and the runs' step times), each between its own markers, so no number in it is typed by hand."""
+"""The README's generated sections, each between its own markers so that no number in it is typed by hand: the
+placement (readme_sections) and the results tables from results/<dataset>/ (report.benchmarks builds the others)."""
 
 import json
 import re
