@@ -46,7 +46,7 @@ def test_modules_stay_small():
     assert not {p: n for p, n in sizes.items() if n > 350}, "split a module that grows past ~350 lines"
 
 
-STUDY = ["base_models", "layer_scoring", "layer_selection", "adapter_healing", "evaluation"]  # notebooks 02-06
+STUDY = ["base_models", "llm_teachers", "layer_scoring", "layer_selection", "adapter_healing", "evaluation"]  # 02 (x2)-06
 
 
 def test_study_steps_import_stages_and_earlier_steps_only():

@@ -133,7 +133,10 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
     if not base.empty:
         text += ("\n\nEvery model trained on every training interaction until validation NDCG@10 stopped improving "
                  "(patience; the epoch cap never binds when the column says `patience`): from scratch on the study "
-                 "data, or (`-pretrained`) first on the corpus, then adapted (epochs: the adaptation's). Test NDCG@10 with "
+                 "data, or (`-pretrained`) first on the corpus, then adapted (epochs: the adaptation's); "
+                 "`<checkpoint>-lora`: a pretrained LLM, its body frozen, a LoRA adapter and the item tables trained "
+                 "(`-random-items`: from random item rows instead of the titles'); `<checkpoint>-scratch`: the same "
+                 "architecture from random weights, every weight trained. Test NDCG@10 with "
                  "the user's history masked (the study's protocol) and unmasked (the protocol of the common "
                  "sequential-recommendation libraries) (`results/<dataset>/base_models.csv`):\n\n"
                  + markdown_table(base))

@@ -5,6 +5,7 @@ import pandas as pd
 
 from lwadapter.evaluate import count_parameters, evaluate_model, evaluate_popularity, summarize
 from lwadapter.metrics import METRICS, paired_test
+from lwadapter.models import decoder_layers
 from lwadapter.lora_recommender import load_checkpoint, train_or_fine_tune
 from lwadapter.pretrain import adapt_or_load, pretrained_spec
 from lwadapter.recorded import recorded_checkpoint, weights_hash
@@ -94,10 +95,15 @@ def pretraining_curves(pretrained: dict, adapted: dict) -> pd.DataFrame:
                             **{f"{name} adapted": t for name, t in adapted.items()}})
 
 
-def _info(specs: dict, trained: dict, pretrained: dict, adapted: dict) -> dict[str, dict]:
+LLM_ROUTES = {True: "pretrained LLM + LoRA", False: "LLM architecture, random init"}  # "lora" in the spec?
+
+
+def _info(specs: dict, trained: dict, pretrained: dict, adapted: dict, llms: dict) -> dict[str, dict]:
     """name -> architecture, layers, route, parameters and the compute of every step of the model's route."""
-    info = {name: dict(arch=specs[name]["arch"], layers=specs[name]["n_layers"], route="study data",
-                       params=count_parameters(t.model), **t.record(), **NO_PRETRAINING) for name, t in trained.items()}
+    routes = {name: "study data" for name in trained} | {name: LLM_ROUTES["lora" in specs[name]] for name in llms}
+    info = {name: dict(arch=t.model.config.model_type, layers=len(decoder_layers(t.model)), route=routes[name],
+                       params=count_parameters(t.model), **t.record(), **NO_PRETRAINING)
+            for name, t in {**trained, **llms}.items()}
     for name, t in adapted.items():
         corpus = pretrained[name.removesuffix("-pretrained")].record()
         info[name] = dict(arch=specs[name]["arch"], layers=specs[name]["n_layers"], route="pretrained",
@@ -109,20 +115,22 @@ def _info(specs: dict, trained: dict, pretrained: dict, adapted: dict) -> dict[s
     return info
 
 
-def results_on_test(data: SequenceData, specs: dict, trained: dict, pretrained: dict, adapted: dict,
-                 labels_used: float, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Test metrics of every model and most-popular with bootstrap intervals, masked and unmasked, beside the compute
-    of each route (the columns of base_models.csv); returns (table, per-user masked metrics by model)."""
-    models = {**trained, **adapted}
+def results_on_test(data: SequenceData, specs: dict, trained: dict, pretrained: dict, adapted: dict, llms: dict,
+                    labels_used: dict, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Test metrics of every model (`trained` on the study data, `adapted` after corpus pretraining, `llms` of part
+    3) and most-popular with bootstrap intervals, masked and unmasked, beside the compute of each route and its share
+    of the training interactions used as labels (`labels_used`: name -> share; the columns of base_models.csv);
+    returns (table, per-user masked metrics by model)."""
+    models = {**trained, **adapted, **llms}
     per_user = {suffix: {name: evaluate_model(t.model, data, split="test", mask_history=mask)
                          for name, t in models.items()} for suffix, mask in PROTOCOLS.items()}
     for suffix, mask in PROTOCOLS.items():
         per_user[suffix]["most-popular"] = evaluate_popularity(data, split="test", mask_history=mask)
-    info = _info(specs, trained, pretrained, adapted)
+    info = _info(specs, trained, pretrained, adapted, llms)
     summaries = {suffix: {name: summarize(frame, seed=seed).iloc[0] for name, frame in frames.items()}
                  for suffix, frames in per_user.items()}
     results = pd.DataFrame([
-        {"model": name, **info[name], "label_share": labels_used if name in models else float("nan"),
+        {"model": name, **info[name], "label_share": labels_used.get(name, float("nan")),
          **summaries[""][name].drop("users").to_dict(),
          **{f"{m}{side}_unmasked": summaries["_unmasked"][name][f"{m}{side}"]
             for m in UNMASKED for side in ("", "_low", "_high")}}
@@ -134,12 +142,14 @@ def results_on_test(data: SequenceData, specs: dict, trained: dict, pretrained: 
 
 
 def write_base_models(folders: RunFolders, results: pd.DataFrame, specs: dict, train: dict, corpus: str,
-                      pretrained: dict, models: dict, seed: int = 0) -> None:
-    """base_models.csv (the table) and base_models.json (specs, recipe, checkpoints) in the set's results folder."""
+                      pretrained: dict, models: dict, llm_models=(), seed: int = 0) -> None:
+    """base_models.csv (the table) and base_models.json (specs, recipes, checkpoints, which of them are part 3's
+    `llm_models`) in the set's results folder."""
     out = folders.results
     write_csv(out / "base_models.csv", results)
     write_json(out / "base_models.json",
                provenance({"dataset": folders.dataset, "models": specs, "train": train, "corpus": corpus,
+                           "llm_models": list(llm_models),
                            "pretrained": {name: t.path.name for name, t in pretrained.items()},
                            "checkpoints": {name: t.path.name for name, t in models.items()},
                            "weights": {t.path.name: weights_hash(t.path) for t in [*pretrained.values(),

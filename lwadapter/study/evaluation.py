@@ -26,12 +26,13 @@ class Study:
     """Every model notebook 06 evaluates, as `variants` (one row each: name, reference, model (the arch), criterion,
     strategy, k, kept_layers, healed, adapter, base_model) and `models` (name -> model): the compact models of
     selection.csv, the healed adapters of healing.csv (merged), and notebook 02's other models of the teachers'
-    architectures (from scratch, and the pretrained ones with fewer layers); `healing`: healing.csv, or None before
-    notebook 05 has run."""
+    architectures (from scratch, and the pretrained ones with fewer layers; not part 3's LLMs); `healing`:
+    healing.csv, or None before notebook 05 has run."""
 
     def __init__(self, data: SequenceData, folders: RunFolders, base_models, device=None, dtype=None):
         out = folders.results
-        specs = read_base_models(folders)["config"]["models"]
+        config = read_base_models(folders)["config"]
+        specs = {name: spec for name, spec in config["models"].items() if name not in config.get("llm_models", [])}
         archs = {specs[name]["arch"] for name in base_models}
         self.trained = load_base_models(data, folders, [name for name, spec in specs.items() if spec["arch"] in archs],
                                         device, dtype)

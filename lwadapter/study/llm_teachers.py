@@ -1,0 +1,76 @@
+"""Notebook 02, part 3: pretrained LLMs fine-tuned as recommenders (frozen body + LoRA + item tables,
+lwadapter.lora_recommender) and the controls that say what pretraining and item titles buy."""
+
+import json
+import random
+
+from lwadapter.checkpoints import resolve_checkpoint
+from lwadapter.lora_recommender import train_or_fine_tune
+from lwadapter.sequences import SequenceData, label_share
+
+CONTROLS = ("random-items", "random-init")
+
+
+def architecture_spec(checkpoint: str, max_len: int) -> dict:
+    """build_recommender's spec of the checkpoint's decoder (arch, depth, width, heads, MLP): the same architecture,
+    random weights, an item head of its own."""
+    config = json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text())
+    return dict(arch=config["model_type"], n_layers=config["num_hidden_layers"], hidden=config["hidden_size"],
+                heads=config["num_attention_heads"], kv_heads=config["num_key_value_heads"],
+                intermediate=config["intermediate_size"], max_len=max_len, tie_embeddings=False)
+
+
+def llm_specs(checkpoints, llm_model: dict, lora: dict, controls=()) -> dict:
+    """name -> spec: <checkpoint>-lora for each checkpoint (its frozen weights, `lora`, trainable item tables);
+    with "random-items" in `controls` the same with seeded random item rows instead of title rows (where the teacher
+    starts from titles), with "random-init" the checkpoint's architecture from random weights (every weight
+    trained: <checkpoint>-scratch)."""
+    unknown = set(controls) - set(CONTROLS)
+    if unknown:
+        raise ValueError(f"unknown llm_controls {sorted(unknown)}: choose among {CONTROLS}")
+    specs = {}
+    for checkpoint in checkpoints:
+        specs[f"{checkpoint}-lora"] = {"path": checkpoint, **llm_model, "lora": dict(lora)}
+        if "random-items" in controls and llm_model.get("item_init") == "title":
+            specs[f"{checkpoint}-lora-random-items"] = {**specs[f"{checkpoint}-lora"], "item_init": "random"}
+        if "random-init" in controls:
+            specs[f"{checkpoint}-scratch"] = architecture_spec(checkpoint, llm_model["max_len"])
+    return specs
+
+
+def training_users(data: SequenceData, n: int | None, seed: int = 0) -> SequenceData:
+    """`data` restricted to a seeded sample of `n` users (all when None or n >= the users): the users an LLM trains
+    and validates on where compute is short; every model is still tested on all users."""
+    if n is None or n >= data.n_users:
+        return data
+    if n < 1:
+        raise ValueError(f"llm_users={n}: give a positive number of training users, or None for all")
+    keep = sorted(random.Random(seed).sample(range(data.n_users), n))
+    return SequenceData(name=data.name, item_ids=data.item_ids, user_ids=[data.user_ids[u] for u in keep],
+                        train=[data.train[u] for u in keep], valid=[data.valid[u] for u in keep],
+                        test=[data.test[u] for u in keep], item_titles=data.item_titles)
+
+
+def study_label_share(users: SequenceData, data: SequenceData, max_len: int) -> float:
+    """Share of the study's training interactions that training on `users` (training_users of `data`) labels."""
+    return label_share(users, max_len) * sum(map(len, users.train)) / sum(map(len, data.train))
+
+
+def fine_tune_llms(specs: dict, users: SequenceData, train: dict, scratch_train: dict, precision: str = "float32",
+                   seed: int = 0, force: bool = False) -> dict:
+    """name -> Trained: each LoRA spec fine-tuned with `train`, each random-init spec trained whole with
+    `scratch_train`, both in `precision` (train_recommender's), on `users` (or the cached checkpoints)."""
+    return {name: train_or_fine_tune(name, users, spec, {**(train if "lora" in spec else scratch_train),
+                                                         "precision": precision}, seed=seed, force=force)
+            for name, spec in specs.items()}
+
+
+def llm_pairs(specs: dict, baseline: str, references=()) -> list[tuple[str, str]]:
+    """(model, versus) pairs: each LoRA teacher against the from-scratch `baseline` and each of `references` (e.g.
+    the proxy teacher), and against its own controls (random item rows, random initialisation)."""
+    pairs = []
+    for name in (n for n in specs if n.endswith("-lora")):
+        pairs += [(name, versus) for versus in (baseline, *references)]
+        checkpoint = name.removesuffix("-lora")
+        pairs += [(name, control) for control in (f"{name}-random-items", f"{checkpoint}-scratch") if control in specs]
+    return pairs
