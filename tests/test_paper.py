@@ -25,6 +25,7 @@ def test_latex_table_escapes_and_formats():
 
 def test_macro_names_are_letters_only():
     assert lwmacros.macro_name("ml-100k", "qwen3", "fisher spearman") == "MlHundredKQwenThreeFisherSpearman"
+    assert lwmacros.macro_name("smollm2-135m-lora", "ndcg") == "SmollmTwoOneThreeFiveMLoraNdcg"
     with pytest.raises(ValueError, match="letters only"):
         lwmacros.write_macros({"Bad1": "x"})
 
@@ -201,3 +202,12 @@ def test_every_macro_the_paper_quotes_is_generated():
     text = "".join(p.read_text() for p in sorted((ROOT / "paper" / "sections").glob("*.tex")))
     used = set(re.findall(r"\\((?:MlHundredK|AmazonElectronics)[A-Za-z]+)", text))
     assert used and not used - defined, f"quoted but not generated: {sorted(used - defined)}"
+
+
+def test_paired_macros_take_their_word_from_the_paired_interval():
+    row = {"mean_diff": 0.012, "ci_low": 0.002, "ci_high": 0.021, "p_value": 0.01}
+    out = lwmacros.paired_macros("AVsBPaired", row)
+    assert out == {"AVsBPairedWord": "above", "AVsBPairedDiff": "0.0120", "AVsBPairedLow": "0.0020",
+                   "AVsBPairedHigh": "0.0210", "AVsBPairedP": "0.0100"}
+    assert lwmacros.paired_macros("X", {**row, "ci_low": -0.001})["XWord"] == "level with"
+    assert lwmacros.paired_macros("X", {**row, "mean_diff": -0.02, "ci_low": -0.03, "ci_high": -0.01})["XWord"] == "below"

@@ -9,12 +9,14 @@ from lwadapter.results import atomic_write_text
 
 
 def macro_name(*parts) -> str:
-    """A LaTeX-safe macro name from parts: ('ml-100k', 'ndcg@10', 'llama') -> 'MlHundredKNdcgTenLlama'."""
+    """A LaTeX-safe macro name from parts: ('ml-100k', 'ndcg@10', 'llama') -> 'MlHundredKNdcgTenLlama'; a number
+    without a word of its own is spelt digit by digit ('smollm2-135m' -> 'SmollmTwoOneThreeFiveM')."""
     words = {"0": "Zero", "1": "One", "2": "Two", "3": "Three", "4": "Four", "5": "Five", "6": "Six",
              "7": "Seven", "8": "Eight", "9": "Nine", "10": "Ten", "12": "Twelve", "16": "Sixteen",
              "20": "Twenty", "24": "TwentyFour", "32": "ThirtyTwo", "100": "Hundred"}
     tokens = re.findall(r"[A-Za-z]+|\d+", " ".join(str(p) for p in parts))
-    return "".join(words.get(t, t) if t.isdigit() else t[:1].upper() + t[1:] for t in tokens)
+    return "".join((words.get(t) or "".join(words[d] for d in t)) if t.isdigit() else t[:1].upper() + t[1:]
+                   for t in tokens)
 
 
 def write_macros(values: dict[str, str], path=None) -> str:
@@ -60,6 +62,14 @@ def overlap_macros(name: str, a, b, metric: str = "ndcg@10") -> dict[str, str]:
     is at least as sharp)."""
     low, high = a[f"{metric}_low"] - b[f"{metric}_high"], a[f"{metric}_high"] - b[f"{metric}_low"]
     return {name: comparison_word(low, high), f"{name}Low": fmt(low, 4), f"{name}High": fmt(high, 4)}
+
+
+def paired_macros(name: str, row) -> dict[str, str]:
+    """<name>Word (comparison_word of the paired interval), <name>Diff, <name>Low, <name>High and <name>P: one row
+    of a paired test (mean_diff, ci_low, ci_high, p_value; notebook 02's base_tests.csv)."""
+    return {f"{name}Word": comparison_word(row["ci_low"], row["ci_high"]), f"{name}Diff": fmt(row["mean_diff"], 4),
+            f"{name}Low": fmt(row["ci_low"], 4), f"{name}High": fmt(row["ci_high"], 4),
+            f"{name}P": fmt(row["p_value"], 4)}
 
 
 def kept_macros(name: str, row) -> dict[str, str]:

@@ -8,7 +8,7 @@ from lwadapter import score_ranks
 from lwadapter.report import evaluation_figures, layer_figures, training_figures
 from lwadapter.report.latex import TABLES_DIR, escape, write_table
 from lwadapter.report.macros import (NAMED_VARIANTS, corpus_time_macros, fmt, kept_macros, macro_name,
-                                     overlap_macros, versus_macros, write_macros)
+                                     overlap_macros, paired_macros, versus_macros, write_macros)
 from lwadapter.report.tables import (agreement_table, base_table, budget_table, read_results, scenario_table,
                                      selection_table, study_data_models)
 from lwadapter.report.noise import write_noise
@@ -53,6 +53,8 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
                 out[macro_name(ds, arch, "best depth")] = f"{by_depth['ndcg@10'].idxmax()}"
                 out.update(overlap_macros(macro_name(ds, arch, "deepest vs shallowest"),
                                           by_depth.loc[by_depth.index.max()], by_depth.loc[by_depth.index.min()]))
+    for _, row in results.get("base_tests", pd.DataFrame(columns=["model", "versus"])).iterrows():
+        out.update(paired_macros(macro_name(ds, row["model"], "vs", row["versus"], "paired"), row))
     if agree is not None:
         for model, frame in agree.groupby("model"):
             frame = frame[frame["criterion"] != "removal_ndcg@10"].sort_values("spearman", ascending=False)
