@@ -18,7 +18,8 @@ SMOLLM2 = dict(model_type="llama", num_hidden_layers=30, hidden_size=576, num_at
 
 def test_each_checkpoint_is_a_lora_teacher_with_the_controls_asked_for(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(SMOLLM2))
-    specs = llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA, ["random-items", "random-init"])
+    controls = {str(tmp_path): ["random-items", "random-init"]}
+    specs = llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA, controls)
     name = f"{tmp_path}-lora"
     assert list(specs) == [name, f"{name}-random-items", f"{tmp_path}-scratch"]
     assert specs[name] == {"path": str(tmp_path), **LLM_MODEL, "lora": LORA}
@@ -29,10 +30,18 @@ def test_each_checkpoint_is_a_lora_teacher_with_the_controls_asked_for(tmp_path)
 
 
 def test_random_item_rows_are_a_control_only_where_the_teacher_starts_from_titles(tmp_path):
-    specs = llm_teachers.llm_specs(["m"], {**LLM_MODEL, "item_init": "random"}, LORA, ["random-items"])
+    specs = llm_teachers.llm_specs(["m"], {**LLM_MODEL, "item_init": "random"}, LORA, {"m": ["random-items"]})
     assert list(specs) == ["m-lora"]
-    with pytest.raises(ValueError, match=r"unknown llm_controls \['random-layers'\]"):
-        llm_teachers.llm_specs(["m"], LLM_MODEL, LORA, ["random-layers"])
+    with pytest.raises(ValueError, match=r"unknown llm_controls \['random-layers'\] for m"):
+        llm_teachers.llm_specs(["m"], LLM_MODEL, LORA, {"m": ["random-layers"]})
+    with pytest.raises(ValueError, match=r"llm_controls name \['n'\], which are not among llms=\['m'\]"):
+        llm_teachers.llm_specs(["m"], LLM_MODEL, LORA, {"n": ["random-items"]})
+
+
+def test_a_random_init_control_needs_an_architecture_built_from_a_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({**SMOLLM2, "model_type": "gemma3_text"}))
+    with pytest.raises(ValueError, match="gemma3_text model: its random-init control needs one of"):
+        llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA, {str(tmp_path): ["random-init"]})
 
 
 def test_the_random_init_control_builds_the_checkpoints_architecture(tmp_path):

@@ -6,6 +6,7 @@ import random
 
 from lwadapter.checkpoints import resolve_checkpoint
 from lwadapter.lora_recommender import train_or_fine_tune
+from lwadapter.models import ARCHS
 from lwadapter.sequences import SequenceData, label_share
 
 CONTROLS = ("random-items", "random-init")
@@ -13,27 +14,35 @@ CONTROLS = ("random-items", "random-init")
 
 def architecture_spec(checkpoint: str, max_len: int) -> dict:
     """build_recommender's spec of the checkpoint's decoder (arch, depth, width, heads, MLP): the same architecture,
-    random weights, an item head of its own."""
+    random weights, an item head of its own. ValueError for an architecture build_recommender does not build."""
     config = json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text())
+    if config["model_type"] not in ARCHS:
+        raise ValueError(f"{checkpoint} is a {config['model_type']} model: its random-init control needs one of "
+                         f"{sorted(ARCHS)} (drop 'random-init' for it in llm_controls)")
     return dict(arch=config["model_type"], n_layers=config["num_hidden_layers"], hidden=config["hidden_size"],
                 heads=config["num_attention_heads"], kv_heads=config["num_key_value_heads"],
                 intermediate=config["intermediate_size"], max_len=max_len, tie_embeddings=False)
 
 
-def llm_specs(checkpoints, llm_model: dict, lora: dict, controls=()) -> dict:
-    """name -> spec: <checkpoint>-lora for each checkpoint (its frozen weights, `lora`, trainable item tables);
-    with "random-items" in `controls` the same with seeded random item rows instead of title rows (where the teacher
-    starts from titles), with "random-init" the checkpoint's architecture from random weights (every weight
-    trained: <checkpoint>-scratch)."""
-    unknown = set(controls) - set(CONTROLS)
+def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = None) -> dict:
+    """name -> spec: <checkpoint>-lora for each checkpoint (its frozen weights, `lora`, trainable item tables), then
+    the controls `controls` names for it (checkpoint -> list): "random-items", the same with seeded random item rows
+    instead of title rows (where the teacher starts from titles), and "random-init", the checkpoint's architecture
+    from random weights with every weight trained (<checkpoint>-scratch; Llama and Qwen3 architectures)."""
+    controls = controls or {}
+    unknown = set(controls) - set(checkpoints)
     if unknown:
-        raise ValueError(f"unknown llm_controls {sorted(unknown)}: choose among {CONTROLS}")
+        raise ValueError(f"llm_controls name {sorted(unknown)}, which are not among llms={list(checkpoints)}")
     specs = {}
     for checkpoint in checkpoints:
+        wanted = controls.get(checkpoint, [])
+        if set(wanted) - set(CONTROLS):
+            raise ValueError(f"unknown llm_controls {sorted(set(wanted) - set(CONTROLS))} for {checkpoint}: choose "
+                             f"among {CONTROLS}")
         specs[f"{checkpoint}-lora"] = {"path": checkpoint, **llm_model, "lora": dict(lora)}
-        if "random-items" in controls and llm_model.get("item_init") == "title":
+        if "random-items" in wanted and llm_model.get("item_init") == "title":
             specs[f"{checkpoint}-lora-random-items"] = {**specs[f"{checkpoint}-lora"], "item_init": "random"}
-        if "random-init" in controls:
+        if "random-init" in wanted:
             specs[f"{checkpoint}-scratch"] = architecture_spec(checkpoint, llm_model["max_len"])
     return specs
 
