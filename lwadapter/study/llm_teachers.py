@@ -2,11 +2,11 @@
 lwadapter.lora_recommender) and the controls that say what pretraining and item titles buy."""
 
 import json
-import random
 
 from lwadapter.checkpoints import resolve_checkpoint
 from lwadapter.lora_recommender import train_or_fine_tune
 from lwadapter.models import ARCHS
+from lwadapter.scoring import user_subset
 from lwadapter.sequences import SequenceData, label_share
 
 CONTROLS = ("random-items", "random-init")
@@ -48,16 +48,11 @@ def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = 
 
 
 def training_users(data: SequenceData, n: int | None, seed: int = 0) -> SequenceData:
-    """`data` restricted to a seeded sample of `n` users (all when None or n >= the users): the users an LLM trains
-    and validates on where compute is short; every model is still tested on all users."""
-    if n is None or n >= data.n_users:
-        return data
-    if n < 1:
+    """scoring.user_subset: a seeded sample of `n` users (all when None), the users an LLM trains and validates on
+    where compute is short; every model is still tested on all users."""
+    if n is not None and n < 1:
         raise ValueError(f"llm_users={n}: give a positive number of training users, or None for all")
-    keep = sorted(random.Random(seed).sample(range(data.n_users), n))
-    return SequenceData(name=data.name, item_ids=data.item_ids, user_ids=[data.user_ids[u] for u in keep],
-                        train=[data.train[u] for u in keep], valid=[data.valid[u] for u in keep],
-                        test=[data.test[u] for u in keep], item_titles=data.item_titles)
+    return user_subset(data, n, seed)
 
 
 def study_label_share(users: SequenceData, data: SequenceData, max_len: int) -> float:
