@@ -2,7 +2,7 @@
 frozen, a PEFT LoRA adapter on every attention and MLP projection, and the item tables (the input rows and the
 untied item head, PEFT `modules_to_save`) trained whole.
 
-A model spec with a `lora` entry (rank, alpha, dropout) beside the checkpoint's `path` takes this route. The cache
+A model spec with a `lora` entry (rank, alpha, dropout, optionally item_dim) beside the checkpoint's `path` takes this route. The cache
 keeps the adapter folder (LoRA and the item tables: megabytes), never the checkpoint's own weights; what comes back
 is the merged plain model (merge_and_unload), which scoring, compaction and healing treat like any other teacher.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from lwadapter import item_factors
 from lwadapter.healing import LORA_TARGETS, healing_code, load_adapter
 from lwadapter.models import as_dtype, recommender_from_spec
 from lwadapter.results import content_hash, provenance, sha256_file
@@ -24,19 +25,24 @@ from lwadapter.train import (Trained, checkpoint_dir, code_version, data_checksu
 ITEM_TABLES = ("embed_tokens", "lm_head")  # trained whole: the item input rows and the item head
 
 
-def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout: float = 0.0) -> PeftModel:
+def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout: float = 0.0,
+                            item_dim: int | None = None) -> PeftModel:
     """`model` (a pretrained recommender with an untied item head) as a PeftModel: LoRA on the decoder's projections,
-    the item tables trainable, every other weight frozen. Modifies `model` in place."""
+    the item tables trainable (as `item_dim`-number codes and a projection each when given: item_factors), every
+    other weight frozen. Modifies `model` in place."""
     if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
         raise ValueError("the item head is tied to the input rows: load the checkpoint with tie_item_head=False")
+    if item_dim:
+        item_factors.factor_item_tables(model, item_dim)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS),
                         modules_to_save=list(ITEM_TABLES))
     return get_peft_model(model, config)
 
 
 def lora_code() -> str:
-    """A hash of this module and healing's adapter code: with train.code_version(), what shapes a fine-tuned model."""
-    return content_hash([sha256_file(Path(__file__)), healing_code()])
+    """A hash of this module, item_factors and healing's adapter code: with train.code_version(), what shapes a
+    fine-tuned model."""
+    return content_hash([sha256_file(Path(__file__)), sha256_file(Path(item_factors.__file__)), healing_code()])
 
 
 def _base_spec(spec: dict) -> dict:
@@ -67,8 +73,11 @@ def load_fine_tuned(path: Path, data: SequenceData) -> Trained:
     merged into a plain model."""
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
-    base = recommender_from_spec(_base_spec(meta["config"]["model"]), data.n_items, data.item_titles)
-    model = load_adapter(base, path).merge_and_unload().eval()
+    spec = meta["config"]["model"]
+    base = recommender_from_spec(_base_spec(spec), data.n_items, data.item_titles)
+    if spec["lora"].get("item_dim"):
+        item_factors.factor_item_tables(base, spec["lora"]["item_dim"])
+    model = item_factors.fold_item_factors(load_adapter(base, path).merge_and_unload()).eval()
     return Trained(model, pd.read_csv(path / "history.csv"), meta, path)
 
 

@@ -69,3 +69,28 @@ def test_fine_tuning_caches_the_adapter_and_returns_the_merged_model(checkpoint,
         assert other.path == tuned.path
         assert torch.equal(item_logits(other.model, ids, torch.ones_like(ids)),
                            item_logits(tuned.model, ids, torch.ones_like(ids)))
+
+
+def test_low_dimensional_item_tables_train_few_numbers_and_fold_back_into_plain_tables(checkpoint):
+    data = cyclic_data(n_users=24)
+    full = attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10,
+                                                               item_init="random", text_vocabulary=False,
+                                                               tie_item_head=False), rank=2)
+    low = attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10,
+                                                              item_init="random", text_vocabulary=False,
+                                                              tie_item_head=False), rank=2, item_dim=3)
+    assert low.get_nb_trainable_parameters()[0] < full.get_nb_trainable_parameters()[0]
+    factored = {n.rsplit(".", 1)[-1] for n, p in low.named_parameters() if p.requires_grad and "modules_to_save" in n}
+    assert factored == {"codes", "projection"}
+    tuned = fine_tune_or_load("tiny-lora-dim", data, {**spec(checkpoint), "lora": {**spec(checkpoint)["lora"],
+                                                                                    "item_dim": 3}}, TRAIN)
+    plain = tuned.model
+    assert type(plain.get_input_embeddings()) is torch.nn.Embedding and type(plain.get_output_embeddings()) is \
+        torch.nn.Linear  # folded: scoring and compaction see a plain transformers model
+    assert torch.linalg.matrix_rank(plain.get_output_embeddings().weight.detach()) <= 3
+    again = load_checkpoint(tuned.path, data)  # the cache's route gives the same model
+    ids = torch.tensor([[0, 3, 4, 5]])
+    assert torch.equal(item_logits(plain, ids, torch.ones_like(ids)), item_logits(again.model, ids, torch.ones_like(ids)))
+    with pytest.raises(ValueError, match="item_dim=99"):
+        attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10, item_init="random",
+                                                            text_vocabulary=False, tie_item_head=False), item_dim=99)

@@ -1,6 +1,6 @@
 """Recipe search: grid values from the command line are typed as a user means them; the defaults are notebook 02's."""
 
-from lwadapter.bench.tuning import MODEL, TRAIN, parse_value
+from lwadapter.bench.tuning import MODEL, TRAIN, parse_value, with_combination
 from lwadapter.runner import notebook_parameters, notebooks
 
 
@@ -16,3 +16,10 @@ def test_defaults_are_notebook_02s_recipe():
     params = notebook_parameters(notebooks(["02"])[0])
     assert MODEL == {"arch": params["archs"][0], **params["model"]}
     assert TRAIN == params["train"]
+
+
+def test_a_combination_sets_spec_keys_nested_keys_and_recipe_keys():
+    model, train = {"path": "m", "lora": {"rank": 16, "alpha": 32.0}}, {"lr": 1e-3}
+    spec, recipe = with_combination(model, train, {"lora.item_dim": 32, "path": "n", "lr": 2e-3})
+    assert spec == {"path": "n", "lora": {"rank": 16, "alpha": 32.0, "item_dim": 32}} and recipe == {"lr": 2e-3}
+    assert model == {"path": "m", "lora": {"rank": 16, "alpha": 32.0}} and train == {"lr": 1e-3}  # untouched

@@ -48,6 +48,19 @@ def parse_value(text: str):
     return value
 
 
+def with_combination(model: dict, train: dict, combo: dict) -> tuple[dict, dict]:
+    """Copies of the model spec and the recipe with `combo`'s values: a key of the spec (a nested one as
+    `outer.inner`, e.g. lora.item_dim) goes to the spec, any other to the recipe."""
+    spec, recipe = dict(model), dict(train)
+    for key, value in combo.items():
+        outer, _, inner = key.partition(".")
+        if inner:
+            spec[outer] = {**spec[outer], inner: value}
+        else:
+            (spec if key in spec else recipe)[key] = value
+    return spec, recipe
+
+
 def grid_search(dataset: str, grid: dict[str, list], model: dict, train: dict, name: str,
                 seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every combination of `grid` (keys of the model or training spec) trained to convergence from `model` and
@@ -56,9 +69,7 @@ def grid_search(dataset: str, grid: dict[str, list], model: dict, train: dict, n
     rows, curves = [], []
     for values in itertools.product(*grid.values()):
         combo = dict(zip(grid, values))
-        spec, recipe = dict(model), dict(train)
-        for key, value in combo.items():
-            (spec if key in spec else recipe)[key] = value
+        spec, recipe = with_combination(model, train, combo)
         trained = train_or_fine_tune(name, data, spec, recipe, seed=seed)
         rows.append({"model": name, **combo, "valid_ndcg@10": trained.history["valid_ndcg@10"].max(),
                      **trained.record()})
@@ -87,7 +98,7 @@ def main(argv=None) -> None:
     parser.add_argument("--lora", type=int, default=None, metavar="RANK",
                         help="with --checkpoint: freeze the body, LoRA of this rank + item tables (LLM_LORA_TRAIN)")
     parser.add_argument("-g", nargs="+", action="append", metavar=("KEY", "VALUE"), default=[],
-                        help="a grid axis: a model or training key and its values (parsed as YAML)")
+                        help="a grid axis: a model or training key (lora.KEY for the adapter's) and its values (YAML)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     runtime.quiet()
