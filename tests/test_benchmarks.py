@@ -52,3 +52,18 @@ def test_step_times_come_from_the_runner_and_leave_out_the_notebook_writing_them
     text = benchmarks.step_times(runs=(("ci", tmp_path / "ci"),), datasets=("ml-100k",))
     assert "| 02_base_models | 1,000 s |" in text and "| total | 1,010 s |" in text
     assert "07_paper_figures" not in text
+
+
+def test_llm_training_names_each_llm_row_with_its_cpu_and_precision(tmp_path):
+    (tmp_path / "ml-100k").mkdir()
+    pd.DataFrame({"model": ["llama-2L", "smollm2-135m-lora"], "route": ["study data", "pretrained LLM + LoRA"],
+                  "epochs": [20, 4], "stop_reason": ["patience", "cap"], "train_seconds": [31.0, 1313.2]}).to_csv(
+        tmp_path / "ml-100k" / "base_models.csv", index=False)
+    (tmp_path / "ml-100k" / "base_models.json").write_text(json.dumps({
+        "config": {"llm_models": ["smollm2-135m-lora"], "llm_recipes": {"llm_precision": "auto"}},
+        "numerics": {"cpu": "Test CPU", "choice": "native"}}))
+    text = benchmarks.llm_training(tmp_path, datasets=("ml-100k", "amazon-electronics"))
+    assert "| ml-100k | smollm2-135m-lora | pretrained LLM + LoRA | 4 (cap) | 1,313 s | 328 s | Test CPU, native " \
+           "paths, auto |" in text
+    assert "llama-2L" not in text
+    assert benchmarks.llm_training(tmp_path / "none") == benchmarks.MISSING.format("make reproduce")

@@ -192,9 +192,11 @@ def test_base_headline_reports_both_protocols_and_the_stop(tmp_path):
     table = readme.base_headline(["ml-100k", "missing"], results_dir=tmp_path)
     assert table.iloc[0].tolist() == ["llama-2L", "0.1000 / 0.0600", "12 (patience)"]
     assert table.iloc[1].tolist() == ["most-popular", "0.0500 / 0.0100", ""]
-    names = ["most-popular", "llama-8L-pretrained", "llama-2L", "llama-32L-pretrained", "llama-32L"]
-    assert sorted(names, key=readme._depth_order) == ["llama-32L", "llama-2L", "llama-32L-pretrained",
-                                                    "llama-8L-pretrained", "most-popular"]
+    names = ["smollm2-135m-scratch", "most-popular", "llama-8L-pretrained", "gemma3-270m-lora", "llama-2L",
+             "smollm2-135m-lora-random-items", "llama-32L-pretrained", "smollm2-135m-lora", "llama-32L"]
+    assert sorted(names, key=readme._base_order) == [
+        "llama-32L", "llama-2L", "llama-32L-pretrained", "llama-8L-pretrained", "gemma3-270m-lora",
+        "smollm2-135m-lora", "smollm2-135m-lora-random-items", "smollm2-135m-scratch", "most-popular"]
 
 
 def test_every_macro_the_paper_quotes_is_generated():

@@ -131,8 +131,31 @@ def step_times(runs=(("ci", RUNS_DIR / "ci"), ("study", RESULTS_DIR)), datasets=
     return f"Wall time per notebook, 2 threads ({where}):\n\n" + markdown_table(wide.reset_index())
 
 
+def llm_training(results_dir=RESULTS_DIR, datasets=("ml-100k", "amazon-electronics")) -> str:
+    """Training wall time of each LLM row of the study set's base_models.csv: the checkpoint's own record (validation
+    epochs included), whatever the cache held when notebook 02 ran, with the CPU, numeric paths and precision."""
+    rows = []
+    for dataset in datasets:
+        path = results_dir / dataset / "base_models.csv"
+        if not path.exists():
+            continue
+        info = json.loads(path.with_suffix(".json").read_text())
+        llms = pd.read_csv(path).set_index("model").loc[info["config"].get("llm_models", [])]
+        precision = info["config"].get("llm_recipes", {}).get("llm_precision", "float32")
+        rows += [{"dataset": dataset, "model": name, "route": row.route, "epochs (stop)":
+                  f"{row.epochs} ({row.stop_reason})", "training": f"{row.train_seconds:,.0f} s",
+                  "per epoch": f"{row.train_seconds / row.epochs:,.0f} s",
+                  "where": f"{_cpu(info)}, {info['numerics']['choice']} paths, {precision}"}
+                 for name, row in llms.iterrows()]
+    if not rows:
+        return MISSING.format("make reproduce")
+    return ("Training of each pretrained LLM and its controls in the study set (notebook 02, part 3; the checkpoint's "
+            "record, so it holds when the model came from the cache), 2 threads; precision `auto` is bf16 autocast where the CPU "
+            "has AMX, float32 elsewhere:\n\n" + markdown_table(pd.DataFrame(rows)))
+
+
 SECTIONS = {"llm-speed": llm_speed, "throughput": throughput, "tuning": tuning, "scale": scale,
-            "step-times": step_times}
+            "step-times": step_times, "llm-training": llm_training}
 
 
 def benchmark_sections() -> dict[str, str]:

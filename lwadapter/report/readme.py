@@ -59,11 +59,20 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
     return pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
 
 
-def _depth_order(name: str) -> tuple:
-    """Sort key of a base model: by architecture, study-data models before pretrained ones, deepest first
-    ('llama-32L' -> (False, 'llama', False, -32)); baselines without a depth (most-popular) last."""
+LLM_VARIANTS = ("-lora", "-lora-random-items", "-scratch")  # a pretrained LLM's teacher, then its controls
+
+
+def _base_order(name: str) -> tuple:
+    """Sort key of a base model: the depth models by architecture, study-data models before pretrained ones, deepest
+    first ('llama-32L' -> (0, 'llama', False, -32)); then the LLM rows by checkpoint, the teacher before its controls
+    ('smollm2-135m-scratch' -> (1, 'smollm2-135m', False, 2)); baselines without either (most-popular) last."""
     found = re.fullmatch(r"(.+)-(\d+)L(-pretrained)?", name)
-    return (False, found[1], bool(found[3]), -int(found[2])) if found else (True, name, False, 0)
+    if found:
+        return 0, found[1], bool(found[3]), -int(found[2])
+    for order, variant in sorted(enumerate(LLM_VARIANTS), key=lambda pair: -len(pair[1])):
+        if name.endswith(variant):
+            return 1, name.removesuffix(variant), False, order
+    return 2, name, False, 0
 
 
 def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
@@ -85,7 +94,7 @@ def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     table = pd.concat([f.set_index("model") for f in frames], axis=1).fillna("").reset_index()
-    return table.sort_values("model", key=lambda names: names.map(_depth_order), kind="stable").reset_index(drop=True)
+    return table.sort_values("model", key=lambda names: names.map(_base_order), kind="stable").reset_index(drop=True)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

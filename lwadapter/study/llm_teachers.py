@@ -2,6 +2,7 @@
 lwadapter.lora_recommender) and the controls that say what pretraining and item titles buy."""
 
 import json
+from dataclasses import dataclass
 
 from lwadapter.checkpoints import resolve_checkpoint
 from lwadapter.lora_recommender import train_or_fine_tune
@@ -60,13 +61,28 @@ def study_label_share(users: SequenceData, data: SequenceData, max_len: int) -> 
     return label_share(users, max_len) * sum(map(len, users.train)) / sum(map(len, data.train))
 
 
-def fine_tune_llms(specs: dict, users: SequenceData, train: dict, scratch_train: dict, precision: str = "float32",
-                   seed: int = 0, force: bool = False) -> dict:
-    """name -> Trained: each LoRA spec fine-tuned with `train`, each random-init spec trained whole with
-    `scratch_train`, both in `precision` (train_recommender's), on `users` (or the cached checkpoints)."""
-    return {name: train_or_fine_tune(name, users, spec, {**(train if "lora" in spec else scratch_train),
-                                                         "precision": precision}, seed=seed, force=force)
-            for name, spec in specs.items()}
+@dataclass
+class LLMTeachers:
+    """Part 3's models: name -> spec and name -> Trained, the share of the study's training labels they saw (on
+    their training users), and the recipes that trained them (for base_models.json)."""
+    specs: dict
+    trained: dict
+    label_share: float
+    recipes: dict
+
+
+def fine_tune_llms(data: SequenceData, checkpoints, llm_model: dict, lora: dict, controls: dict | None,
+                   n_users: int | None, train: dict, scratch_train: dict, precision: str = "float32", seed: int = 0,
+                   force: bool = False) -> LLMTeachers:
+    """llm_specs' models on training_users(data, n_users): each LoRA spec fine-tuned with `train`, each random-init
+    spec trained whole with `scratch_train`, both in `precision` (train_recommender's), or the cached checkpoints."""
+    specs = llm_specs(checkpoints, llm_model, lora, controls)
+    users = training_users(data, n_users, seed)
+    trained = {name: train_or_fine_tune(name, users, spec, {**(train if "lora" in spec else scratch_train),
+                                                            "precision": precision}, seed=seed, force=force)
+               for name, spec in specs.items()}
+    return LLMTeachers(specs, trained, study_label_share(users, data, llm_model["max_len"]),
+                       {"llm_train": train, "scratch_train": scratch_train, "llm_precision": precision})
 
 
 def llm_pairs(specs: dict, baseline: str, references=()) -> list[tuple[str, str]]:
