@@ -1,69 +1,78 @@
 """Low-dimensional item tables for a fine-tuned LLM (E4SRec, LLaRA): each item's input row is a `dim`-number code
 times a shared projection to the model's width, and its head row likewise, so that the item tables train far fewer
-numbers than width x items. Fitted, they fold back into the plain tables they replaced (fold_item_factors)."""
+numbers than width x items. The codes start as the best rank-`dim` approximation of the item rows, or as given
+(E4SRec: a trained sequential recommender's item embeddings); the special rows (BOS, PAD) stay the model's own.
+Fitted, the factors fold back into the plain tables they replaced (fold_item_factors)."""
 
 import torch
 from torch import nn
 
 
-def _factors(weight: torch.Tensor, dim: int) -> tuple[nn.Parameter, nn.Parameter]:
-    """(rows x dim, dim x width): the best rank-`dim` approximation of `weight`'s rows (truncated SVD)."""
-    if not 0 < dim <= min(weight.shape):
-        raise ValueError(f"item_dim={dim}: give 1 to {min(weight.shape)} (the model's width and vocabulary bound it)")
-    u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
-    return (nn.Parameter((u[:, :dim] * s[:dim]).to(weight.dtype).contiguous()),
-            nn.Parameter(vh[:dim].to(weight.dtype).contiguous()))
+def _factors(rows: torch.Tensor, dim: int, codes: torch.Tensor | None) -> tuple[nn.Parameter, nn.Parameter]:
+    """(codes: items x dim, projection: dim x width) whose product best approximates `rows`: the truncated SVD, or
+    the given codes and their least-squares projection."""
+    if codes is None:
+        if not 0 < dim <= min(rows.shape):
+            raise ValueError(f"item_dim={dim}: give 1 to {min(rows.shape)} (the model's width and items bound it)")
+        u, s, _ = torch.linalg.svd(rows.detach().float(), full_matrices=False)
+        codes = u[:, :dim] * s[:dim]
+    elif codes.shape[0] != rows.shape[0]:
+        raise ValueError(f"{codes.shape[0]} item codes for {rows.shape[0]} items: take them from a model of the "
+                         "same data")
+    codes = codes.detach().float()
+    projection = torch.linalg.lstsq(codes, rows.detach().float()).solution
+    return nn.Parameter(codes.to(rows.dtype).contiguous()), nn.Parameter(projection.to(rows.dtype).contiguous())
 
 
-class FactoredEmbedding(nn.Module):
-    """An input embedding whose rows are codes @ projection; the embedding it replaces keeps its class and scale (Gemma
-    multiplies its rows by sqrt(width)) for fold()."""
+class FactoredItems(nn.Module):
+    """An input embedding (`head=False`: ids -> rows) or an output head (`head=True`: hidden -> logits) whose item
+    rows (`offset` to `offset + n_items`) are codes @ projection; the other rows are the wrapped module's. The
+    wrapped module keeps its class (and Gemma's embedding scale) for fold()."""
 
-    def __init__(self, embedding: nn.Embedding, dim: int):
+    def __init__(self, plain: nn.Module, offset: int, n_items: int, dim: int, codes=None, head: bool = False):
         super().__init__()
-        self.codes, self.projection = _factors(embedding.weight, dim)
-        self.__dict__["plain"] = embedding  # not a submodule: neither trained nor saved
-        self.scale = float(getattr(embedding, "embed_scale", 1.0))
+        if head and plain.bias is not None:
+            raise ValueError("the item head has a bias: item factors fit bias-free heads only")
+        self.plain, self.offset, self.n_items, self.head = plain, offset, n_items, head
+        self.codes, self.projection = _factors(plain.weight[offset: offset + n_items], dim, codes)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.embedding(input_ids, self.codes) @ self.projection * self.scale
+    def item_rows(self) -> torch.Tensor:
+        return self.codes @ self.projection
 
-    def fold(self) -> nn.Embedding:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        items = slice(self.offset, self.offset + self.n_items)
+        if self.head:
+            logits = self.plain(x)
+            return torch.cat([logits[..., :items.start], x @ self.item_rows().T, logits[..., items.stop:]], -1)
+        out = self.plain(x)
+        is_item = (x >= items.start) & (x < items.stop)
+        rows = nn.functional.embedding((x - items.start).clamp(0, self.n_items - 1), self.item_rows())
+        return torch.where(is_item[..., None], rows * getattr(self.plain, "scalar_embed_scale", 1.0), out)
+
+    def fold(self) -> nn.Module:
         with torch.no_grad():
-            self.plain.weight.copy_(self.codes @ self.projection)
+            self.plain.weight[self.offset: self.offset + self.n_items] = self.item_rows()
         return self.plain
 
 
-class FactoredHead(nn.Module):
-    """An output head whose rows are codes @ projection: logits = (hidden @ projection.T) @ codes.T."""
-
-    def __init__(self, head: nn.Linear, dim: int):
-        super().__init__()
-        if head.bias is not None:
-            raise ValueError("the item head has a bias: item_dim factors bias-free heads only")
-        self.codes, self.projection = _factors(head.weight, dim)
-        self.__dict__["plain"] = head
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.projection.T @ self.codes.T
-
-    def fold(self) -> nn.Linear:
-        with torch.no_grad():
-            self.plain.weight.copy_(self.codes @ self.projection)
-        return self.plain
-
-
-def factor_item_tables(model, dim: int):
-    """`model` (untied item head) with both item tables replaced by their rank-`dim` factors, in place."""
-    model.set_input_embeddings(FactoredEmbedding(model.get_input_embeddings(), dim))
-    model.set_output_embeddings(FactoredHead(model.get_output_embeddings(), dim))
+def factor_item_tables(model, item_dim: int | None = None, item_codes: torch.Tensor | None = None):
+    """`model` (a recommender with an untied item head) with the item rows of both tables replaced by rank-`item_dim`
+    factors (starting from `item_codes`, n_items x dim, when given), in place; unchanged when neither is given."""
+    if not item_dim and item_codes is None:
+        return model
+    cfg = model.config
+    dim = item_codes.shape[1] if item_codes is not None else item_dim
+    model.set_input_embeddings(FactoredItems(model.get_input_embeddings(), cfg.item_token_offset, cfg.num_items,
+                                             dim, item_codes))
+    model.set_output_embeddings(FactoredItems(model.get_output_embeddings(), cfg.item_token_offset, cfg.num_items,
+                                              dim, item_codes, head=True))
     return model
 
 
 def fold_item_factors(model):
     """`model` with factored item tables (after merge_and_unload) back to plain tables holding their products."""
-    if isinstance(model.get_input_embeddings(), FactoredEmbedding):
+    if isinstance(model.get_input_embeddings(), FactoredItems):
         model.set_input_embeddings(model.get_input_embeddings().fold())
-    if isinstance(model.get_output_embeddings(), FactoredHead):
+    if isinstance(model.get_output_embeddings(), FactoredItems):
         model.set_output_embeddings(model.get_output_embeddings().fold())
     return model

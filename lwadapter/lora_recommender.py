@@ -2,18 +2,20 @@
 frozen, a PEFT LoRA adapter on every attention and MLP projection, and the item tables (the input rows and the
 untied item head, PEFT `modules_to_save`) trained whole.
 
-A model spec with a `lora` entry (rank, alpha, dropout, optionally item_dim) beside the checkpoint's `path` takes this route. The cache
-keeps the adapter folder (LoRA and the item tables: megabytes), never the checkpoint's own weights; what comes back
-is the merged plain model (merge_and_unload), which scoring, compaction and healing treat like any other teacher.
+A model spec with a `lora` entry (rank, alpha, dropout; optionally item_dim or item_codes, low-dimensional item
+tables) beside the checkpoint's `path` takes this route. The cache keeps the adapter folder (LoRA and the item tables:
+megabytes), never the checkpoint's own weights; what comes back is the merged plain model (merge_and_unload), which
+scoring, compaction and healing treat like any other teacher.
 """
 
 import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from lwadapter import item_factors
+from lwadapter import item_factors, runtime
 from lwadapter.healing import LORA_TARGETS, healing_code, load_adapter
 from lwadapter.models import as_dtype, recommender_from_spec
 from lwadapter.results import content_hash, provenance, sha256_file
@@ -26,17 +28,31 @@ ITEM_TABLES = ("embed_tokens", "lm_head")  # trained whole: the item input rows 
 
 
 def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout: float = 0.0,
-                            item_dim: int | None = None) -> PeftModel:
+                            item_dim: int | None = None, item_codes: torch.Tensor | None = None) -> PeftModel:
     """`model` (a pretrained recommender with an untied item head) as a PeftModel: LoRA on the decoder's projections,
-    the item tables trainable (as `item_dim`-number codes and a projection each when given: item_factors), every
-    other weight frozen. Modifies `model` in place."""
+    the item tables trainable, every other weight frozen. With `item_dim` or `item_codes` (n_items x dim, e.g.
+    trained_item_codes) the item rows train as codes times a projection (item_factors). Modifies `model` in place."""
     if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
         raise ValueError("the item head is tied to the input rows: load the checkpoint with tie_item_head=False")
-    if item_dim:
-        item_factors.factor_item_tables(model, item_dim)
+    item_factors.factor_item_tables(model, item_dim, item_codes)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS),
                         modules_to_save=list(ITEM_TABLES))
     return get_peft_model(model, config)
+
+
+def trained_item_codes(checkpoint: str | None, data: SequenceData) -> torch.Tensor | None:
+    """The item rows of a recommender trained on `data` (a checkpoint folder name in its model cache, e.g. notebook
+    02's llama-2L): E4SRec's item codes. None for None."""
+    if checkpoint is None:
+        return None
+    model = load_trained(runtime.CACHE_DIR / "models" / data.name / checkpoint).model
+    offset = model.config.item_token_offset
+    return model.get_input_embeddings().weight.detach()[offset: offset + data.n_items].float()
+
+
+def _factor_args(lora: dict, data: SequenceData) -> dict:
+    """The item-factor keywords of a spec's `lora` entry, its item_codes checkpoint read."""
+    return {"item_dim": lora.get("item_dim"), "item_codes": trained_item_codes(lora.get("item_codes"), data)}
 
 
 def lora_code() -> str:
@@ -58,7 +74,7 @@ def fine_tune_or_load(name: str, data: SequenceData, spec: dict, train: dict, se
     if force or not (path / "meta.json").exists():
         set_seed(seed)
         net = attach_recommender_lora(recommender_from_spec(_base_spec(spec), data.n_items, data.item_titles),
-                                      **spec["lora"])
+                                      **{**spec["lora"], **_factor_args(spec["lora"], data)})
         net, history, run = fit(lambda: (net, train_recommender(net, data, seed=seed, desc=name, **train)), train)
         # the item tables (resized embeddings: PEFT keeps them only when told, and warns when it has to guess)
         save_checkpoint(path, lambda folder: net.save_pretrained(folder, save_embedding_layers=True), history,
@@ -75,8 +91,7 @@ def load_fine_tuned(path: Path, data: SequenceData) -> Trained:
     meta = json.loads((path / "meta.json").read_text())
     spec = meta["config"]["model"]
     base = recommender_from_spec(_base_spec(spec), data.n_items, data.item_titles)
-    if spec["lora"].get("item_dim"):
-        item_factors.factor_item_tables(base, spec["lora"]["item_dim"])
+    item_factors.factor_item_tables(base, **_factor_args(spec["lora"], data))
     model = item_factors.fold_item_factors(load_adapter(base, path).merge_and_unload()).eval()
     return Trained(model, pd.read_csv(path / "history.csv"), meta, path)
 

@@ -6,7 +6,8 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from lwadapter import runtime
-from lwadapter.lora_recommender import attach_recommender_lora, fine_tune_or_load, load_checkpoint, train_or_fine_tune
+from lwadapter.lora_recommender import (attach_recommender_lora, fine_tune_or_load, load_checkpoint, train_or_fine_tune,
+                                        trained_item_codes)
 from lwadapter.models import item_logits, load_pretrained_recommender
 from lwadapter.runtime import set_seed
 from tests.synthetic import cyclic_data
@@ -73,24 +74,42 @@ def test_fine_tuning_caches_the_adapter_and_returns_the_merged_model(checkpoint,
 
 def test_low_dimensional_item_tables_train_few_numbers_and_fold_back_into_plain_tables(checkpoint):
     data = cyclic_data(n_users=24)
-    full = attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10,
-                                                               item_init="random", text_vocabulary=False,
-                                                               tie_item_head=False), rank=2)
-    low = attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10,
-                                                              item_init="random", text_vocabulary=False,
-                                                              tie_item_head=False), rank=2, item_dim=3)
-    assert low.get_nb_trainable_parameters()[0] < full.get_nb_trainable_parameters()[0]
+    load = lambda: load_pretrained_recommender(checkpoint, data.n_items, max_len=10, item_init="random",  # noqa: E731
+                                               text_vocabulary=False, tie_item_head=False)
+    low = attach_recommender_lora(load(), rank=2, item_dim=3)
     factored = {n.rsplit(".", 1)[-1] for n, p in low.named_parameters() if p.requires_grad and "modules_to_save" in n}
-    assert factored == {"codes", "projection"}
+    assert factored == {"codes", "projection", "weight"}  # the factors, and the special rows (BOS, PAD)
     tuned = fine_tune_or_load("tiny-lora-dim", data, {**spec(checkpoint), "lora": {**spec(checkpoint)["lora"],
                                                                                     "item_dim": 3}}, TRAIN)
-    plain = tuned.model
+    plain, cfg = tuned.model, tuned.model.config
     assert type(plain.get_input_embeddings()) is torch.nn.Embedding and type(plain.get_output_embeddings()) is \
         torch.nn.Linear  # folded: scoring and compaction see a plain transformers model
-    assert torch.linalg.matrix_rank(plain.get_output_embeddings().weight.detach()) <= 3
+    items = slice(cfg.item_token_offset, cfg.item_token_offset + cfg.num_items)
+    assert torch.linalg.matrix_rank(plain.get_output_embeddings().weight.detach()[items]) <= 3
     again = load_checkpoint(tuned.path, data)  # the cache's route gives the same model
     ids = torch.tensor([[0, 3, 4, 5]])
     assert torch.equal(item_logits(plain, ids, torch.ones_like(ids)), item_logits(again.model, ids, torch.ones_like(ids)))
+    assert tuned.history["train_loss"].iloc[-1] < tuned.history["train_loss"].iloc[0]
     with pytest.raises(ValueError, match="item_dim=99"):
+        attach_recommender_lora(load(), item_dim=99)
+
+
+def test_item_codes_start_from_a_trained_recommenders_item_rows(checkpoint):
+    data = cyclic_data(n_users=24)
+    small = train_or_fine_tune("tiny-2L", data, {"arch": "llama", "n_layers": 1, "hidden": 4, "heads": 1,
+                                                 "kv_heads": 1, "max_len": 10}, TRAIN)
+    codes = trained_item_codes(small.path.name, data)
+    assert codes.shape == (data.n_items, 4)
+    model = attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10,
+                                                                item_init="random", text_vocabulary=False,
+                                                                tie_item_head=False), rank=2, item_codes=codes)
+    table = model.get_input_embeddings().modules_to_save["default"]
+    assert torch.equal(table.codes.detach(), codes)
+    tuned = fine_tune_or_load("tiny-lora-codes", data, {**spec(checkpoint), "lora": {**spec(checkpoint)["lora"],
+                                                                                      "item_codes": small.path.name}},
+                              TRAIN)
+    assert type(tuned.model.get_input_embeddings()) is torch.nn.Embedding
+    with pytest.raises(ValueError, match="item codes for"):
         attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10, item_init="random",
-                                                            text_vocabulary=False, tie_item_head=False), item_dim=99)
+                                                            text_vocabulary=False, tie_item_head=False),
+                                item_codes=codes[:3])
