@@ -29,12 +29,17 @@ class FactoredItems(nn.Module):
     rows (`offset` to `offset + n_items`) are codes @ projection; the other rows are the wrapped module's. The
     wrapped module keeps its class (and Gemma's embedding scale) for fold()."""
 
-    def __init__(self, plain: nn.Module, offset: int, n_items: int, dim: int, codes=None, head: bool = False):
+    def __init__(self, plain: nn.Module, offset: int, n_items: int, dim: int, codes=None, head: bool = False,
+                 frozen_codes: bool = False):
         super().__init__()
         if head and plain.bias is not None:
             raise ValueError("the item head has a bias: item factors fit bias-free heads only")
         self.plain, self.offset, self.n_items, self.head = plain, offset, n_items, head
-        self.codes, self.projection = _factors(plain.weight[offset: offset + n_items], dim, codes)
+        codes, self.projection = _factors(plain.weight[offset: offset + n_items], dim, codes)
+        if frozen_codes:  # a buffer: PEFT trains every parameter of the item tables, never a buffer
+            self.register_buffer("codes", codes.detach())
+        else:
+            self.codes = codes
 
     def item_rows(self) -> torch.Tensor:
         return self.codes @ self.projection
@@ -55,17 +60,18 @@ class FactoredItems(nn.Module):
         return self.plain
 
 
-def factor_item_tables(model, item_dim: int | None = None, item_codes: torch.Tensor | None = None):
+def factor_item_tables(model, item_dim: int | None = None, item_codes: torch.Tensor | None = None,
+                       frozen_codes: bool = False):
     """`model` (a recommender with an untied item head) with the item rows of both tables replaced by rank-`item_dim`
-    factors (starting from `item_codes`, n_items x dim, when given), in place; unchanged when neither is given."""
+    factors (starting from `item_codes`, n_items x dim, when given; kept as they are with `frozen_codes`, E4SRec's
+    choice), in place; unchanged when neither is given."""
     if not item_dim and item_codes is None:
         return model
     cfg = model.config
     dim = item_codes.shape[1] if item_codes is not None else item_dim
-    model.set_input_embeddings(FactoredItems(model.get_input_embeddings(), cfg.item_token_offset, cfg.num_items,
-                                             dim, item_codes))
-    model.set_output_embeddings(FactoredItems(model.get_output_embeddings(), cfg.item_token_offset, cfg.num_items,
-                                              dim, item_codes, head=True))
+    for head, table in ((False, model.get_input_embeddings()), (True, model.get_output_embeddings())):
+        factored = FactoredItems(table, cfg.item_token_offset, cfg.num_items, dim, item_codes, head, frozen_codes)
+        (model.set_output_embeddings if head else model.set_input_embeddings)(factored)
     return model
 
 

@@ -28,13 +28,15 @@ ITEM_TABLES = ("embed_tokens", "lm_head")  # trained whole: the item input rows 
 
 
 def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout: float = 0.0,
-                            item_dim: int | None = None, item_codes: torch.Tensor | None = None) -> PeftModel:
+                            item_dim: int | None = None, item_codes: torch.Tensor | None = None,
+                            frozen_codes: bool = False) -> PeftModel:
     """`model` (a pretrained recommender with an untied item head) as a PeftModel: LoRA on the decoder's projections,
     the item tables trainable, every other weight frozen. With `item_dim` or `item_codes` (n_items x dim, e.g.
-    trained_item_codes) the item rows train as codes times a projection (item_factors). Modifies `model` in place."""
+    trained_item_codes) the item rows are codes times a projection (item_factors), the codes fixed with
+    `frozen_codes`. Modifies `model` in place."""
     if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
         raise ValueError("the item head is tied to the input rows: load the checkpoint with tie_item_head=False")
-    item_factors.factor_item_tables(model, item_dim, item_codes)
+    item_factors.factor_item_tables(model, item_dim, item_codes, frozen_codes)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS),
                         modules_to_save=list(ITEM_TABLES))
     return get_peft_model(model, config)
@@ -52,7 +54,8 @@ def trained_item_codes(checkpoint: str | None, data: SequenceData) -> torch.Tens
 
 def _factor_args(lora: dict, data: SequenceData) -> dict:
     """The item-factor keywords of a spec's `lora` entry, its item_codes checkpoint read."""
-    return {"item_dim": lora.get("item_dim"), "item_codes": trained_item_codes(lora.get("item_codes"), data)}
+    return {"item_dim": lora.get("item_dim"), "item_codes": trained_item_codes(lora.get("item_codes"), data),
+            "frozen_codes": lora.get("frozen_codes", False)}
 
 
 def lora_code() -> str:

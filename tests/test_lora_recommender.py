@@ -109,6 +109,11 @@ def test_item_codes_start_from_a_trained_recommenders_item_rows(checkpoint):
                                                                                       "item_codes": small.path.name}},
                               TRAIN)
     assert type(tuned.model.get_input_embeddings()) is torch.nn.Embedding
+    frozen = fine_tune_or_load("tiny-lora-frozen", data, {**spec(checkpoint), "lora": {
+        **spec(checkpoint)["lora"], "item_codes": small.path.name, "frozen_codes": True}}, TRAIN)
+    rows, cfg = frozen.model.get_input_embeddings().weight.detach(), frozen.model.config
+    items = rows[cfg.item_token_offset: cfg.item_token_offset + cfg.num_items]
+    assert torch.allclose(codes @ torch.linalg.lstsq(codes, items).solution, items, atol=1e-5)  # in the codes' span
     with pytest.raises(ValueError, match="item codes for"):
         attach_recommender_lora(load_pretrained_recommender(checkpoint, data.n_items, max_len=10, item_init="random",
                                                             text_vocabulary=False, tie_item_head=False),
