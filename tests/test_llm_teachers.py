@@ -32,6 +32,13 @@ def test_each_checkpoint_is_a_lora_teacher_with_the_controls_asked_for(tmp_path)
 def test_random_item_rows_are_a_control_only_where_the_teacher_starts_from_titles(tmp_path):
     specs = llm_teachers.llm_specs(["m"], {**LLM_MODEL, "item_init": "random"}, LORA, {"m": ["random-items"]})
     assert list(specs) == ["m-lora"]
+    assert list(llm_teachers.llm_specs(["m"], LLM_MODEL, LORA, {"m": ["own-items"]})) == ["m-lora"]  # no codes
+
+
+def test_item_codes_get_a_control_with_item_tables_of_its_own():
+    coded = {**LORA, "item_codes": "llama-2L-0a1b", "frozen_codes": True}
+    specs = llm_teachers.llm_specs(["m"], LLM_MODEL, coded, {"m": ["own-items"]})
+    assert specs["m-lora"]["lora"] == coded and specs["m-lora-own-items"]["lora"] == LORA
     with pytest.raises(ValueError, match=r"unknown llm_controls \['random-layers'\] for m"):
         llm_teachers.llm_specs(["m"], LLM_MODEL, LORA, {"m": ["random-layers"]})
     with pytest.raises(ValueError, match=r"llm_controls name \['n'\], which are not among llms=\['m'\]"):
@@ -75,10 +82,11 @@ def test_the_label_share_counts_the_sampled_users_interactions_against_the_study
 
 
 def test_each_teacher_is_tested_against_the_baseline_the_references_and_its_controls():
-    specs = {"a-lora": {}, "a-lora-random-items": {}, "a-scratch": {}, "b-lora": {}}
+    specs = {"a-lora": {}, "a-lora-random-items": {}, "a-scratch": {}, "b-lora": {}, "b-lora-own-items": {}}
     assert llm_teachers.llm_pairs(specs, "llama-2L", ["llama-32L-pretrained"]) == [
         ("a-lora", "llama-2L"), ("a-lora", "llama-32L-pretrained"), ("a-lora", "a-lora-random-items"),
-        ("a-lora", "a-scratch"), ("b-lora", "llama-2L"), ("b-lora", "llama-32L-pretrained")]
+        ("a-lora", "a-scratch"), ("b-lora", "llama-2L"), ("b-lora", "llama-32L-pretrained"),
+        ("b-lora", "b-lora-own-items")]
 
 
 def test_the_test_table_names_each_models_architecture_depth_route_and_label_share(tmp_path):
@@ -91,11 +99,13 @@ def test_the_test_table_names_each_models_architecture_depth_route_and_label_sha
     data = cyclic_data(n_users=20)
     history = pd.DataFrame({"valid_ndcg@10": [0.1, 0.2], "steps": [1, 2], "tokens": [10, 20], "flops": [1.0, 2.0]})
     meta = {"stop_reason": "patience", "train_seconds": 1.0}
-    trained = {"qwen3-2L": Trained(tiny("qwen3", n_layers=2), history, meta, tmp_path)}
+    trained = {"qwen3-2L": Trained(tiny("qwen3", n_layers=2), history, meta, tmp_path / "qwen3-2L-0a1b")}
     llms = {"m-lora": Trained(tiny("llama", n_layers=3), history, meta, tmp_path),
-            "m-scratch": Trained(tiny("llama", n_layers=1), history, meta, tmp_path)}
+            "m-scratch": Trained(tiny("llama", n_layers=1), history, meta, tmp_path),
+            "n-lora": Trained(tiny("llama", n_layers=2), history, meta, tmp_path)}
     specs = {"qwen3-2L": dict(arch="qwen3", n_layers=2), "m-lora": {"path": "m", "lora": LORA},
-             "m-scratch": dict(arch="llama", n_layers=1)}
+             "m-scratch": dict(arch="llama", n_layers=1),
+             "n-lora": {"path": "n", "lora": llm_teachers.with_item_codes({**LORA, "item_codes": "qwen3-2L"}, trained)}}
     results, per_user = base_models.results_on_test(data, specs, trained, {}, {}, llms,
                                                     {"qwen3-2L": 1.0, "m-lora": 0.25, "m-scratch": 0.25})
     table = results.set_index("model")
@@ -103,4 +113,10 @@ def test_the_test_table_names_each_models_architecture_depth_route_and_label_sha
     assert table.loc["m-lora", ["arch", "layers", "route", "label_share"]].tolist() == [
         "llama", 3, "pretrained LLM + LoRA", 0.25]
     assert table.loc["m-scratch", "route"] == "LLM architecture, random init"
+    assert table.loc["n-lora", ["route", "pretrain_epochs", "pretrain_seconds"]].tolist() == [
+        "pretrained LLM + LoRA, item codes of qwen3-2L", 2, 1.0]  # the codes' training counted
+    assert specs["n-lora"]["lora"]["item_codes"] == "qwen3-2L-0a1b"
+    with pytest.raises(ValueError, match="item_codes='llama-2L' is not a base model"):
+        llm_teachers.with_item_codes({**LORA, "item_codes": "llama-2L"}, trained)
     assert pd.isna(table.loc["most-popular", "label_share"]) and set(per_user) == {*trained, *llms, "most-popular"}
+    assert llm_teachers.with_item_codes(LORA, {}) == LORA

@@ -59,7 +59,7 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
     return pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
 
 
-LLM_VARIANTS = ("-lora", "-lora-random-items", "-scratch")  # a pretrained LLM's teacher, then its controls
+LLM_VARIANTS = ("-lora", "-lora-random-items", "-lora-own-items", "-scratch")  # a pretrained LLM's teacher, then its controls
 
 
 def _base_order(name: str) -> tuple:

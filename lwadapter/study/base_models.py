@@ -98,18 +98,35 @@ def pretraining_curves(pretrained: dict, adapted: dict) -> pd.DataFrame:
 LLM_ROUTES = {True: "pretrained LLM + LoRA", False: "LLM architecture, random init"}  # "lora" in the spec?
 
 
+def _as_pretraining(record: dict) -> dict:
+    """A first step's Trained.record() as the pretrain_* columns."""
+    return {f"pretrain_{key.removeprefix('train_')}": record[key]
+            for key in ("epochs", "stop_reason", "train_flops", "train_seconds")}
+
+
+def _codes_source(spec: dict, trained: dict) -> str | None:
+    """The base model whose item rows an LLM spec's item codes came from (lora item_codes: its checkpoint folder)."""
+    folder = spec.get("lora", {}).get("item_codes")
+    return next((name for name, t in trained.items() if t.path.name == folder), None) if folder else None
+
+
 def _info(specs: dict, trained: dict, pretrained: dict, adapted: dict, llms: dict) -> dict[str, dict]:
-    """name -> architecture, layers, route, parameters and the compute of every step of the model's route."""
+    """name -> architecture, layers, route, parameters and the compute of every step of the model's route (an LLM's
+    item codes count their source's training as its pretraining step)."""
     routes = {name: "study data" for name in trained} | {name: LLM_ROUTES["lora" in specs[name]] for name in llms}
     info = {name: dict(arch=t.model.config.model_type, layers=len(decoder_layers(t.model)), route=routes[name],
                        params=count_parameters(t.model), **t.record(), **NO_PRETRAINING)
             for name, t in {**trained, **llms}.items()}
+    for name in llms:
+        source = _codes_source(specs[name], trained)
+        if source:
+            info[name] |= {"route": f"{info[name]['route']}, item codes of {source}",
+                           **_as_pretraining(trained[source].record())}
     for name, t in adapted.items():
         corpus = pretrained[name.removesuffix("-pretrained")].record()
         info[name] = dict(arch=specs[name]["arch"], layers=specs[name]["n_layers"], route="pretrained",
                           params=count_parameters(t.model), **t.record(),
-                          **{f"pretrain_{key.removeprefix('train_')}": corpus[key]
-                             for key in ("epochs", "stop_reason", "train_flops", "train_seconds")})
+                          **_as_pretraining(corpus))
     info["most-popular"] = dict(arch="popularity", layers=0, route="none", params=0, epochs=0, train_flops=0.0,
                                 train_seconds=0.0, **NO_PRETRAINING)
     return info

@@ -10,7 +10,8 @@ from lwadapter.models import ARCHS
 from lwadapter.scoring import user_subset
 from lwadapter.sequences import SequenceData, label_share
 
-CONTROLS = ("random-items", "random-init")
+CONTROLS = ("random-items", "own-items", "random-init")
+CODES = ("item_codes", "frozen_codes")  # lora keys of E4SRec's item codes
 
 
 def architecture_spec(checkpoint: str, max_len: int) -> dict:
@@ -28,8 +29,9 @@ def architecture_spec(checkpoint: str, max_len: int) -> dict:
 def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = None) -> dict:
     """name -> spec: <checkpoint>-lora for each checkpoint (its frozen weights, `lora`, trainable item tables), then
     the controls `controls` names for it (checkpoint -> list): "random-items", the same with seeded random item rows
-    instead of title rows (where the teacher starts from titles), and "random-init", the checkpoint's architecture
-    from random weights with every weight trained (<checkpoint>-scratch; Llama and Qwen3 architectures)."""
+    instead of title rows (where the teacher starts from titles), "own-items", the same with item tables of its own
+    instead of `lora`'s item codes (where it has them), and "random-init", the checkpoint's architecture from random
+    weights with every weight trained (<checkpoint>-scratch; Llama and Qwen3 architectures)."""
     controls = controls or {}
     unknown = set(controls) - set(checkpoints)
     if unknown:
@@ -43,9 +45,23 @@ def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = 
         specs[f"{checkpoint}-lora"] = {"path": checkpoint, **llm_model, "lora": dict(lora)}
         if "random-items" in wanted and llm_model.get("item_init") == "title":
             specs[f"{checkpoint}-lora-random-items"] = {**specs[f"{checkpoint}-lora"], "item_init": "random"}
+        if "own-items" in wanted and lora.get("item_codes"):
+            specs[f"{checkpoint}-lora-own-items"] = {**specs[f"{checkpoint}-lora"], "lora": {
+                key: value for key, value in lora.items() if key not in CODES}}
         if "random-init" in wanted:
             specs[f"{checkpoint}-scratch"] = architecture_spec(checkpoint, llm_model["max_len"])
     return specs
+
+
+def with_item_codes(lora: dict, base_models: dict) -> dict:
+    """`lora` with its item_codes (a base model of part 1, e.g. "llama-2L": E4SRec's item codes from a trained
+    sequential recommender) named by the checkpoint folder, so that the LLM's cache key follows those weights."""
+    source = lora.get("item_codes")
+    if source is None:
+        return lora
+    if source not in base_models:
+        raise ValueError(f"lora item_codes={source!r} is not a base model of part 1: choose among {sorted(base_models)}")
+    return {**lora, "item_codes": base_models[source].path.name}
 
 
 def training_users(data: SequenceData, n: int | None, seed: int = 0) -> SequenceData:
@@ -73,10 +89,11 @@ class LLMTeachers:
 
 def fine_tune_llms(data: SequenceData, checkpoints, llm_model: dict, lora: dict, controls: dict | None,
                    n_users: int | None, train: dict, scratch_train: dict, precision: str = "float32", seed: int = 0,
-                   force: bool = False) -> LLMTeachers:
+                   force: bool = False, base_models: dict | None = None) -> LLMTeachers:
     """llm_specs' models on training_users(data, n_users): each LoRA spec fine-tuned with `train`, each random-init
-    spec trained whole with `scratch_train`, both in `precision` (train_recommender's), or the cached checkpoints."""
-    specs = llm_specs(checkpoints, llm_model, lora, controls)
+    spec trained whole with `scratch_train`, both in `precision` (train_recommender's), or the cached checkpoints;
+    `base_models` (part 1's, name -> Trained) resolve lora's item_codes."""
+    specs = llm_specs(checkpoints, llm_model, with_item_codes(lora, base_models or {}), controls)
     users = training_users(data, n_users, seed)
     trained = {name: train_or_fine_tune(name, users, spec, {**(train if "lora" in spec else scratch_train),
                                                             "precision": precision}, seed=seed, force=force)
@@ -87,10 +104,11 @@ def fine_tune_llms(data: SequenceData, checkpoints, llm_model: dict, lora: dict,
 
 def llm_pairs(specs: dict, baseline: str, references=()) -> list[tuple[str, str]]:
     """(model, versus) pairs: each LoRA teacher against the from-scratch `baseline` and each of `references` (e.g.
-    the proxy teacher), and against its own controls (random item rows, random initialisation)."""
+    the proxy teacher), and against its own controls (random item rows, its own item tables, random initialisation)."""
     pairs = []
     for name in (n for n in specs if n.endswith("-lora")):
         pairs += [(name, versus) for versus in (baseline, *references)]
         checkpoint = name.removesuffix("-lora")
-        pairs += [(name, control) for control in (f"{name}-random-items", f"{checkpoint}-scratch") if control in specs]
+        pairs += [(name, control) for control in (f"{name}-random-items", f"{name}-own-items", f"{checkpoint}-scratch")
+                  if control in specs]
     return pairs
