@@ -82,11 +82,12 @@ def test_the_label_share_counts_the_sampled_users_interactions_against_the_study
 
 
 def test_each_teacher_is_tested_against_the_baseline_the_references_and_its_controls():
-    specs = {"a-lora": {}, "a-lora-random-items": {}, "a-scratch": {}, "b-lora": {}, "b-lora-own-items": {}}
+    specs = {"a-lora": {}, "a-lora-random-items": {}, "a-scratch": {}, "b-lora": {}, "b-lora-own-items": {},
+             "b-scratch": {}}
     assert llm_teachers.llm_pairs(specs, "llama-2L", ["llama-32L-pretrained"]) == [
         ("a-lora", "llama-2L"), ("a-lora", "llama-32L-pretrained"), ("a-lora", "a-lora-random-items"),
         ("a-lora", "a-scratch"), ("b-lora", "llama-2L"), ("b-lora", "llama-32L-pretrained"),
-        ("b-lora", "b-lora-own-items")]
+        ("b-lora", "b-lora-own-items"), ("b-lora", "b-scratch"), ("b-lora-own-items", "b-scratch")]
 
 
 def test_the_test_table_names_each_models_architecture_depth_route_and_label_share(tmp_path):
@@ -105,7 +106,7 @@ def test_the_test_table_names_each_models_architecture_depth_route_and_label_sha
             "n-lora": Trained(tiny("llama", n_layers=2), history, meta, tmp_path)}
     specs = {"qwen3-2L": dict(arch="qwen3", n_layers=2), "m-lora": {"path": "m", "lora": LORA},
              "m-scratch": dict(arch="llama", n_layers=1),
-             "n-lora": {"path": "n", "lora": llm_teachers.with_item_codes({**LORA, "item_codes": "qwen3-2L"}, trained)}}
+             "n-lora": {"path": "n", "lora": llm_teachers.with_item_codes(LORA, "qwen3-2L", trained)}}
     results, per_user = base_models.results_on_test(data, specs, trained, {}, {}, llms,
                                                     {"qwen3-2L": 1.0, "m-lora": 0.25, "m-scratch": 0.25})
     table = results.set_index("model")
@@ -116,7 +117,14 @@ def test_the_test_table_names_each_models_architecture_depth_route_and_label_sha
     assert table.loc["n-lora", ["route", "pretrain_epochs", "pretrain_seconds"]].tolist() == [
         "pretrained LLM + LoRA, item codes of qwen3-2L", 2, 1.0]  # the codes' training counted
     assert specs["n-lora"]["lora"]["item_codes"] == "qwen3-2L-0a1b"
-    with pytest.raises(ValueError, match="item_codes='llama-2L' is not a base model"):
-        llm_teachers.with_item_codes({**LORA, "item_codes": "llama-2L"}, trained)
+    assert specs["n-lora"]["lora"]["frozen_codes"] is True
+    with pytest.raises(ValueError, match="llm_item_codes='llama-2L' is not a base model"):
+        llm_teachers.with_item_codes(LORA, "llama-2L", trained)
     assert pd.isna(table.loc["most-popular", "label_share"]) and set(per_user) == {*trained, *llms, "most-popular"}
-    assert llm_teachers.with_item_codes(LORA, {}) == LORA
+    assert llm_teachers.with_item_codes(LORA, None, {}) == LORA
+
+
+def test_a_recipe_of_its_own_must_name_a_checkpoint_of_the_study():
+    with pytest.raises(ValueError, match=r"llm_train_for names \['gemma'\], which are not among llms=\['m'\]"):
+        llm_teachers.fine_tune_llms(cyclic_data(n_users=10), ["m"], LLM_MODEL, LORA, None, None, {}, {},
+                                    train_for={"gemma": {"lr": 1e-3}})

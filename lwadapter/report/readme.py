@@ -59,7 +59,7 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
     return pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
 
 
-LLM_VARIANTS = ("-lora", "-lora-random-items", "-lora-own-items", "-scratch")  # a pretrained LLM's teacher, then its controls
+LLM_VARIANTS = ("-lora", "-lora-random-items", "-lora-own-items", "-scratch")  # an LLM's teacher, then its controls
 
 
 def _base_order(name: str) -> tuple:
@@ -144,8 +144,10 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
                  "(patience; the epoch cap never binds when the column says `patience`): from scratch on the study "
                  "data, or (`-pretrained`) first on the corpus, then adapted (epochs: the adaptation's); "
                  "`<checkpoint>-lora`: a pretrained LLM, its body frozen, a LoRA adapter and the item tables trained "
-                 "(`-random-items`: from random item rows instead of the titles'); `<checkpoint>-scratch`: the same "
-                 "architecture from random weights, every weight trained. Test NDCG@10 with "
+                 "(on Amazon Electronics, whose items have no titles, the item rows are the 2-layer model's item rows, "
+                 "fixed, times a trained projection: E4SRec's item codes; `-own-items`: item tables of its own "
+                 "instead; `-random-items`: from random item rows instead of the titles'); `<checkpoint>-scratch`: the "
+                 "same architecture from random weights, every weight trained. Test NDCG@10 with "
                  "the user's history masked (the study's protocol) and unmasked (the protocol of the common "
                  "sequential-recommendation libraries) (`results/<dataset>/base_models.csv`):\n\n"
                  + markdown_table(base))

@@ -53,15 +53,14 @@ def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = 
     return specs
 
 
-def with_item_codes(lora: dict, base_models: dict) -> dict:
-    """`lora` with its item_codes (a base model of part 1, e.g. "llama-2L": E4SRec's item codes from a trained
-    sequential recommender) named by the checkpoint folder, so that the LLM's cache key follows those weights."""
-    source = lora.get("item_codes")
+def with_item_codes(lora: dict, source: str | None, base_models: dict) -> dict:
+    """`lora` with E4SRec's item codes: the item rows of `source` (a base model of part 1, e.g. "llama-2L"), fixed,
+    named by its checkpoint folder so that the LLM's cache key follows those weights; `lora` itself for None."""
     if source is None:
         return lora
     if source not in base_models:
-        raise ValueError(f"lora item_codes={source!r} is not a base model of part 1: choose among {sorted(base_models)}")
-    return {**lora, "item_codes": base_models[source].path.name}
+        raise ValueError(f"llm_item_codes={source!r} is not a base model of part 1: choose among {sorted(base_models)}")
+    return {**lora, "item_codes": base_models[source].path.name, "frozen_codes": True}
 
 
 def training_users(data: SequenceData, n: int | None, seed: int = 0) -> SequenceData:
@@ -89,26 +88,38 @@ class LLMTeachers:
 
 def fine_tune_llms(data: SequenceData, checkpoints, llm_model: dict, lora: dict, controls: dict | None,
                    n_users: int | None, train: dict, scratch_train: dict, precision: str = "float32", seed: int = 0,
-                   force: bool = False, base_models: dict | None = None) -> LLMTeachers:
-    """llm_specs' models on training_users(data, n_users): each LoRA spec fine-tuned with `train`, each random-init
-    spec trained whole with `scratch_train`, both in `precision` (train_recommender's), or the cached checkpoints;
-    `base_models` (part 1's, name -> Trained) resolve lora's item_codes."""
-    specs = llm_specs(checkpoints, llm_model, with_item_codes(lora, base_models or {}), controls)
+                   force: bool = False, item_codes: str | None = None, base_models: dict | None = None,
+                   train_for: dict | None = None) -> LLMTeachers:
+    """llm_specs' models on training_users(data, n_users): each LoRA spec fine-tuned with `train` (updated with
+    `train_for`'s keys for its checkpoint, e.g. a rate of its own), each random-init spec trained whole with
+    `scratch_train`, both in `precision` (train_recommender's), or the cached checkpoints; `item_codes` names the
+    model of `base_models` (part 1's, name -> Trained) whose item rows are E4SRec's codes."""
+    train_for = train_for or {}
+    unknown = set(train_for) - set(checkpoints)
+    if unknown:
+        raise ValueError(f"llm_train_for names {sorted(unknown)}, which are not among llms={list(checkpoints)}")
+    specs = llm_specs(checkpoints, llm_model, with_item_codes(lora, item_codes, base_models or {}), controls)
     users = training_users(data, n_users, seed)
-    trained = {name: train_or_fine_tune(name, users, spec, {**(train if "lora" in spec else scratch_train),
-                                                            "precision": precision}, seed=seed, force=force)
+    recipes = {name: {**train, **train_for.get(spec["path"], {})} if "lora" in spec else scratch_train
+               for name, spec in specs.items()}
+    trained = {name: train_or_fine_tune(name, users, spec, {**recipes[name], "precision": precision}, seed=seed,
+                                        force=force)
                for name, spec in specs.items()}
     return LLMTeachers(specs, trained, study_label_share(users, data, llm_model["max_len"]),
-                       {"llm_train": train, "scratch_train": scratch_train, "llm_precision": precision})
+                       {"llm_train": train, "llm_train_for": train_for, "scratch_train": scratch_train,
+                        "llm_precision": precision})
 
 
 def llm_pairs(specs: dict, baseline: str, references=()) -> list[tuple[str, str]]:
     """(model, versus) pairs: each LoRA teacher against the from-scratch `baseline` and each of `references` (e.g.
-    the proxy teacher), and against its own controls (random item rows, its own item tables, random initialisation)."""
+    the proxy teacher), and against its own controls (random item rows, its own item tables, random initialisation);
+    with item codes, the control with its own item tables against random initialisation too (pretraining alone)."""
     pairs = []
     for name in (n for n in specs if n.endswith("-lora")):
         pairs += [(name, versus) for versus in (baseline, *references)]
-        checkpoint = name.removesuffix("-lora")
-        pairs += [(name, control) for control in (f"{name}-random-items", f"{name}-own-items", f"{checkpoint}-scratch")
+        scratch = f"{name.removesuffix('-lora')}-scratch"
+        pairs += [(name, control) for control in (f"{name}-random-items", f"{name}-own-items", scratch)
                   if control in specs]
+        if f"{name}-own-items" in specs and scratch in specs:
+            pairs.append((f"{name}-own-items", scratch))
     return pairs
