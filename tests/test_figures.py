@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
 
 from lwadapter.report import evaluation_figures, layer_figures, training_figures  # noqa: E402
 
@@ -31,6 +32,16 @@ def test_learning_curves_mark_the_restored_epoch():
     assert marked.tolist() == [[2.0, 0.3]]
     assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
     assert fig.axes[1].get_xscale() == "log"
+
+
+def test_each_cross_has_the_colour_of_its_models_line():
+    curves = pd.DataFrame({"model": ["b"] * 3 + ["a"] * 3, "epoch": [1, 2, 3] * 2, "flops": [1e9, 2e9, 3e9] * 2,
+                           "valid_ndcg@10": [0.1, 0.3, 0.2, 0.05, 0.06, 0.07]})
+    ax = training_figures.learning_curves(curves).axes[0]
+    lines = {tuple(line.get_xydata()[1]): line.get_color() for line in ax.lines if len(line.get_xdata()) == 3}
+    crosses = ax.collections[-1]
+    colour = {tuple(xy): to_hex(c) for xy, c in zip(crosses.get_offsets().tolist(), crosses.get_facecolors())}
+    assert colour[(2.0, 0.3)] == to_hex(lines[(2.0, 0.3)]) and colour[(3.0, 0.07)] == to_hex(lines[(2.0, 0.06)])
 
 
 def test_quality_vs_compute_shows_every_route():

@@ -15,9 +15,11 @@ def learning_curves(curves: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     scored = curves.dropna(subset=["valid_ndcg@10"])
     best = scored.loc[scored.groupby("model")["valid_ndcg@10"].idxmax()]
+    order = list(dict.fromkeys(scored["model"]))  # one colour per model in lines and crosses (groupby sorts)
     for ax, x in zip(axes, ("epoch", "flops")):
-        sns.lineplot(scored, x=x, y="valid_ndcg@10", hue="model", ax=ax, legend=ax is axes[1], lw=1)
-        sns.scatterplot(best, x=x, y="valid_ndcg@10", hue="model", marker="X", s=60, ax=ax, legend=False)
+        sns.lineplot(scored, x=x, y="valid_ndcg@10", hue="model", hue_order=order, ax=ax, legend=ax is axes[1], lw=1)
+        sns.scatterplot(best, x=x, y="valid_ndcg@10", hue="model", hue_order=order, marker="X", s=60, ax=ax,
+                        legend=False)
         ax.set_ylabel("validation NDCG@10")
     integer_ticks(axes[0])
     axes[1].set_xscale("log")
