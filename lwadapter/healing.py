@@ -37,6 +37,7 @@ from lwadapter.train import (Trained, checkpoint_dir, data_checksum, fit, item_c
                              train_recommender)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+EMBEDDING_TABLES = ("embed_tokens", "lm_head")  # the input rows and the output head, PEFT's embedding layers
 BRIDGE = "bridge"  # attribute name of a bridge inside its decoder layer, and the PEFT `modules_to_save` entry
 BRIDGE_FILE = "bridges.json"
 CODE_FILES = ("compact.py", "healing.py", "layer_gradients.py")  # beyond train.CODE_FILES: what shapes an adapter
@@ -102,10 +103,18 @@ def bridge_rank_of(model) -> int | None:
     return ranks.pop() if ranks else None
 
 
+def trains_embedding_tables(model: PeftModel) -> bool:
+    """Whether the adapter trains the embedding tables whole (PEFT `modules_to_save`), so that its file holds them.
+    Read from the adapter's config: PEFT's own guess ("auto") looks the base checkpoint up by the absolute path it
+    was loaded from, and guesses differently once that folder is gone (another machine, a moved cache)."""
+    return bool(set(model.peft_config["default"].modules_to_save or ()) & set(EMBEDDING_TABLES))
+
+
 def save_adapter(model: PeftModel, path: Path) -> None:
-    """Save the adapter weights (PEFT `save_pretrained`) and, when there are bridges, their rank beside them."""
+    """Save the adapter weights (PEFT `save_pretrained`, the embedding tables when it trains them) and, when there
+    are bridges, their rank beside them."""
     path = Path(path)
-    model.save_pretrained(path)
+    model.save_pretrained(path, save_embedding_layers=trains_embedding_tables(model))
     rank = bridge_rank_of(model)
     if rank:
         write_json(path / BRIDGE_FILE, {"rank": rank})
@@ -120,7 +129,8 @@ def load_adapter(compact, path: Path) -> PeftModel:
     if bridge_file.exists():
         add_bridges(compact, json.loads(bridge_file.read_text())["rank"])
     model = PeftModel.from_pretrained(compact, path).eval()
-    saved, expected = set(_adapter_shapes(path)), set(get_peft_model_state_dict(model))
+    saved = set(_adapter_shapes(path))
+    expected = set(get_peft_model_state_dict(model, save_embedding_layers=trains_embedding_tables(model)))
     check_keys(path / SAFETENSORS_WEIGHTS_NAME, expected - saved, saved - expected,
                hint="The adapter does not fit the compact model it is loaded onto (PEFT alone would keep a missing "
                     "LoRA weight at its initial value): heal again, e.g. delete the cached folder.")

@@ -16,15 +16,13 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from lwadapter import item_factors, runtime
-from lwadapter.healing import LORA_TARGETS, healing_code, load_adapter
+from lwadapter.healing import EMBEDDING_TABLES, LORA_TARGETS, healing_code, load_adapter, save_adapter
 from lwadapter.models import as_dtype, recommender_from_spec
 from lwadapter.results import content_hash, provenance, sha256_file
 from lwadapter.runtime import set_seed
 from lwadapter.sequences import SequenceData
 from lwadapter.train import (Trained, checkpoint_dir, code_version, data_checksum, fit, load_trained,
                              save_checkpoint, train_or_load, train_recommender)
-
-ITEM_TABLES = ("embed_tokens", "lm_head")  # trained whole: the item input rows and the item head
 
 
 def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout: float = 0.0,
@@ -38,7 +36,7 @@ def attach_recommender_lora(model, rank: int = 16, alpha: float = 32.0, dropout:
         raise ValueError("the item head is tied to the input rows: load the checkpoint with tie_item_head=False")
     item_factors.factor_item_tables(model, item_dim, item_codes, frozen_codes)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS),
-                        modules_to_save=list(ITEM_TABLES))
+                        modules_to_save=list(EMBEDDING_TABLES))  # the item tables, trained whole
     return get_peft_model(model, config)
 
 
@@ -79,8 +77,7 @@ def fine_tune_or_load(name: str, data: SequenceData, spec: dict, train: dict, se
         net = attach_recommender_lora(recommender_from_spec(_base_spec(spec), data.n_items, data.item_titles),
                                       **{**spec["lora"], **_factor_args(spec["lora"], data)})
         net, history, run = fit(lambda: (net, train_recommender(net, data, seed=seed, desc=name, **train)), train)
-        # the item tables (resized embeddings: PEFT keeps them only when told, and warns when it has to guess)
-        save_checkpoint(path, lambda folder: net.save_pretrained(folder, save_embedding_layers=True), history,
+        save_checkpoint(path, lambda folder: save_adapter(net, folder), history,
                         {"name": name, **run, "data": data_checksum(data), "code": code_version(),
                          "trainable_params": net.get_nb_trainable_parameters()[0],
                          **provenance({"model": spec, "train": train}, seed)})

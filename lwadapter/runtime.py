@@ -87,9 +87,6 @@ def set_seed(seed: int) -> None:
 KNOWN_WARNINGS = (
     # PeftModel.__init__ (peft 0.21) reads the property transformers 5 renamed: healing.attach_adapters, load_adapter
     (r"`is_gradient_checkpointing` is deprecated", FutureWarning, r"transformers\.modeling_utils"),
-    # PEFT's state dict of a model whose item rows were resized: lora_recommender keeps them on purpose
-    (r"Setting `save_embedding_layers` to `True` as the embedding layer has been resized", UserWarning,
-     r"peft\.utils\.save_and_load"),
 )
 
 

@@ -1,6 +1,9 @@
 """A pretrained checkpoint fine-tuned as LLM recommenders are: frozen body, LoRA, item tables trained; the cache keeps
 the adapter folder only, and what comes back is the merged plain model."""
 
+import json
+import warnings
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
@@ -70,6 +73,19 @@ def test_fine_tuning_caches_the_adapter_and_returns_the_merged_model(checkpoint,
         assert other.path == tuned.path
         assert torch.equal(item_logits(other.model, ids, torch.ones_like(ids)),
                            item_logits(tuned.model, ids, torch.ones_like(ids)))
+
+
+def test_the_cached_adapter_loads_after_its_checkpoint_folder_moved(checkpoint):
+    data = cyclic_data(n_users=24)
+    tuned = fine_tune_or_load("tiny-lora", data, spec(checkpoint), TRAIN)
+    config = tuned.path / "adapter_config.json"  # PEFT records the absolute path the checkpoint was loaded from
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": "/moved/away"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # PEFT guessing about a folder it cannot find
+        loaded = load_checkpoint(tuned.path, data)
+    ids = torch.tensor([[0, 3, 4, 5]])
+    assert torch.equal(item_logits(loaded.model, ids, torch.ones_like(ids)),
+                       item_logits(tuned.model, ids, torch.ones_like(ids)))
 
 
 def test_low_dimensional_item_tables_train_few_numbers_and_fold_back_into_plain_tables(checkpoint):
