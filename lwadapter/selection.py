@@ -1,5 +1,6 @@
-"""Which decoder layers to keep: top-k by any score, contiguous-block removal (Gromov et al.) and iterative
-greedy removal that re-scores after every removal (SLEB). Every strategy returns sorted original indices."""
+"""Which decoder layers to keep: top-k by any score, contiguous-block removal (Gromov et al.), iterative greedy
+removal that re-scores after every removal (SLEB), and the two data-free cuts LLM recommenders use: the first k
+layers (SLMRec) and every n-th layer dropped (evenly spaced). Every strategy returns sorted original indices."""
 
 import numpy as np
 import torch
@@ -38,6 +39,18 @@ def top_k(scores, k: int, keep_first: bool = False, keep_last: bool = False) -> 
         raise ValueError(f"k={k} is smaller than the {len(forced)} layers forced by keep_first/keep_last")
     order = [l for l in np.lexsort((np.arange(n_layers), -scores)) if l not in forced]
     return sorted(forced + [int(l) for l in order[: k - len(forced)]])
+
+
+def first_k(n_layers: int, k: int) -> list[int]:
+    """SLMRec's cut: the first k layers, the upper ones dropped."""
+    _check_k(k, n_layers)
+    return list(range(k))
+
+
+def evenly_spaced(n_layers: int, k: int) -> list[int]:
+    """Every n-th layer dropped: k layers spread evenly from the first to the last."""
+    _check_k(k, n_layers)
+    return [int(l) for l in np.linspace(0, n_layers - 1, k).round()] if k > 1 else [0]
 
 
 def block_removal(distances, n_layers: int, k: int) -> list[int]:

@@ -30,6 +30,16 @@ def test_top_k_picks_highest_scores_with_optional_ends():
         selection.top_k(scores, 1, keep_first=True, keep_last=True)
 
 
+def test_the_data_free_cuts_keep_the_first_layers_or_spread_them_over_the_depth():
+    assert selection.first_k(30, 8) == list(range(8))
+    assert selection.evenly_spaced(30, 8) == [0, 4, 8, 12, 17, 21, 25, 29]
+    assert selection.evenly_spaced(18, 6) == [0, 3, 7, 10, 14, 17]
+    assert selection.evenly_spaced(5, 5) == [0, 1, 2, 3, 4] and selection.evenly_spaced(5, 1) == [0]
+    assert all(len(set(selection.evenly_spaced(n, k))) == k for n in range(1, 40) for k in range(1, n + 1))
+    with pytest.raises(ValueError, match="k=9"):
+        selection.first_k(8, 9)
+
+
 def test_block_removal_drops_the_closest_block():
     assert selection.block_removal([0.4, 0.1, 0.3], n_layers=6, k=2) == [0, 5]
     assert selection.block_removal([0.2, 0.2, 0.5, 0.6, 0.7], n_layers=6, k=4) == [2, 3, 4, 5]

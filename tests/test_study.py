@@ -39,6 +39,17 @@ def test_depth_pairs_compare_each_depth_with_the_full_model_the_baseline_and_its
                      ("llama-32L-pretrained", "llama-2L"), ("llama-32L-pretrained", "llama-8L")]
 
 
+def test_model_families_label_a_built_model_by_its_architecture_and_an_llm_by_its_checkpoint():
+    config = {"models": {"llama-32L-pretrained": {"arch": "llama", "n_layers": 32},
+                         "smollm2-135m-lora": {"path": "smollm2-135m", "lora": {"rank": 16}},
+                         "smollm2-135m-lora-own-items": {"path": "smollm2-135m", "lora": {"rank": 16}},
+                         "smollm2-135m-scratch": {"arch": "llama", "n_layers": 30}},
+              "llm_models": ["smollm2-135m-lora", "smollm2-135m-lora-own-items", "smollm2-135m-scratch"]}
+    assert base_models.model_families(config) == {"llama-32L-pretrained": "llama", "smollm2-135m-lora": "smollm2-135m",
+                                                  "smollm2-135m-lora-own-items": "smollm2-135m",
+                                                  "smollm2-135m-scratch": "smollm2-135m"}
+
+
 def test_results_table_puts_each_interval_beside_its_metric():
     row = {"model": "m", "layers": 8, "route": "study data", "params": 10}
     for metric in ("ndcg@10", "hr@10", "mrr"):
@@ -102,7 +113,9 @@ def test_select_layers_gives_every_strategy_k_layers_and_evaluates_each_set():
     selected = layer_selection.select_layers({"llama": model}, scores, data, [2, 3], calibration_sequences=16,
                                              calibration_batch=8, sleb_sequences=8)
     assert (selected.groupby("strategy")["criterion"].first().to_dict()
-            == {"block": "angular", "full": "none", "greedy": "calibration_loss", "top-k": "fisher_empirical"})
+            == {"block": "angular", "evenly-spaced": "position", "first-k": "position", "full": "none",
+                "greedy": "calibration_loss", "top-k": "fisher_empirical"})
+    assert selected.query("strategy == 'first-k' and k == 3")["kept"].iloc[0] == [0, 1, 2]
     assert all(len(kept) == k for kept, k in zip(selected["kept"], selected["k"]))
     assert selected.query("strategy == 'top-k' and k == 2")["kept"].iloc[0] == [0, 2]
     table = layer_selection.evaluate_selection({"llama": model}, selected, data)

@@ -222,7 +222,20 @@ def load_base_models(data: SequenceData, folders: RunFolders, names, device=None
             for name in names}
 
 
+def model_families(config: dict) -> dict[str, str]:
+    """name -> family of each of notebook 02's models (base_models.json's `config`), the label of a teacher's rows
+    in notebooks 03-06: the architecture of a model built here ("llama"), the checkpoint of part 3's LLMs and their
+    controls ("smollm2-135m" for smollm2-135m-lora and smollm2-135m-scratch)."""
+    llms = config.get("llm_models", [])
+    checkpoints = {spec["path"] for name, spec in config["models"].items() if name in llms and "lora" in spec}
+    return {name: next(c for c in checkpoints if name.startswith(f"{c}-")) if name in llms else spec["arch"]
+            for name, spec in config["models"].items()}
+
+
 def load_teachers(data: SequenceData, folders: RunFolders, names, device=None, dtype=None) -> dict:
-    """arch -> Trained of notebook 02's models `names` (one a architecture, e.g. ["llama-32L-pretrained"])."""
-    specs = read_base_models(folders)["config"]["models"]
-    return {specs[name]["arch"]: t for name, t in load_base_models(data, folders, names, device, dtype).items()}
+    """family (model_families) -> Trained of notebook 02's models `names`, one a family (e.g.
+    ["llama-32L-pretrained", "smollm2-135m-lora"])."""
+    families = model_families(read_base_models(folders)["config"])
+    if len({families[name] for name in names}) < len(names):
+        raise ValueError(f"base_models={list(names)} name two teachers of one family: keep one of each")
+    return {families[name]: t for name, t in load_base_models(data, folders, names, device, dtype).items()}

@@ -10,11 +10,12 @@ from lwadapter.evaluate import evaluate_model, history_batch
 from lwadapter.healing import load_healed, merged
 from lwadapter.recorded import recorded_checkpoint
 from lwadapter.metrics import paired_test
+from lwadapter.models import decoder_layers
 from lwadapter.results import provenance, read_results_csv, read_results_json, write_json
 from lwadapter.runtime import RunFolders
 from lwadapter.selection import kept_list
 from lwadapter.sequences import SequenceData
-from lwadapter.study.base_models import load_base_models, read_base_models
+from lwadapter.study.base_models import load_base_models, model_families, read_base_models
 
 HEADLINE = ["model", "criterion", "strategy", "healed", "adapter", "ndcg@10", "hr@10", "quality_kept", "ci_low",
             "ci_high", "p_value", "ndcg@10_unmasked", "ideal_speedup", "params"]
@@ -23,22 +24,22 @@ VERSUS = ["model", "control", "criterion", "strategy", "k", "healed", "adapter",
 
 
 class Study:
-    """Every model notebook 06 evaluates, as `variants` (one row each: name, reference, model (the arch), criterion,
-    strategy, k, kept_layers, healed, adapter, base_model) and `models` (name -> model): the compact models of
-    selection.csv, the healed adapters of healing.csv (merged), and notebook 02's other models of the teachers'
-    architectures (from scratch, and the pretrained ones with fewer layers; not part 3's LLMs); `healing`:
-    healing.csv, or None before notebook 05 has run."""
+    """Every model notebook 06 evaluates, as `variants` (one row each: name, reference, model (the teacher's family,
+    base_models.model_families), criterion, strategy, k, kept_layers, healed, adapter, base_model) and `models`
+    (name -> model): the compact models of selection.csv, the healed adapters of healing.csv (merged), and notebook
+    02's controls of the teachers' families (from scratch, and the pretrained ones with fewer layers; never another
+    LoRA-tuned LLM); `healing`: healing.csv, or None before notebook 05 has run."""
 
     def __init__(self, data: SequenceData, folders: RunFolders, base_models, device=None, dtype=None):
         out = folders.results
         config = read_base_models(folders)["config"]
-        specs = {name: spec for name, spec in config["models"].items() if name not in config.get("llm_models", [])}
-        archs = {specs[name]["arch"] for name in base_models}
-        self.trained = load_base_models(data, folders, [name for name, spec in specs.items() if spec["arch"] in archs],
-                                        device, dtype)
-        self.full = {specs[name]["arch"]: self.trained[name] for name in base_models}
+        specs, family = config["models"], model_families(config)
+        teachers = {family[name] for name in base_models}
+        self.trained = load_base_models(data, folders, [name for name in specs if family[name] in teachers], device,
+                                        dtype)
+        self.full = {family[name]: self.trained[name] for name in base_models}
         self.teacher_of = dict(zip(self.full, base_models))
-        self.n_full = {arch: specs[name]["n_layers"] for arch, name in zip(self.full, base_models)}
+        self.n_full = {arch: len(decoder_layers(t.model)) for arch, t in self.full.items()}
         self.rows, self.models, self.heal_histories = [], {}, {}
         for r in read_results_csv(out / "selection.csv", dtype={"kept_layers": str}).itertuples():
             self._add(f"{r.model} {r.criterion} {r.strategy} k={r.k}", r.model, r.criterion, r.strategy, r.k,
@@ -47,10 +48,11 @@ class Study:
         self.healing = read_results_csv(path, dtype={"kept_layers": str}) if path.exists() else None
         if self.healing is not None:
             self._add_healed(data, self.healing, out / "healing.json")
-        for name, t in self.trained.items():
-            arch, layers = specs[name]["arch"], specs[name]["n_layers"]
+        for name, t in self.trained.items():  # the controls: fewer layers, or the teacher's depth from scratch
+            arch, layers = family[name], len(decoder_layers(t.model))
             route = "pretrained" if "pretrained" in specs[name] else "scratch"
-            if name not in base_models and (layers < self.n_full[arch] or route == "scratch"):
+            if name not in base_models and "lora" not in specs[name] and (layers < self.n_full[arch]
+                                                                          or route == "scratch"):
                 self._add(name, arch, "none", route, layers, t.model, base_model=name)
         self.variants = pd.DataFrame(self.rows)
 

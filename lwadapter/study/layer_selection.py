@@ -11,14 +11,15 @@ from lwadapter.models import decoder_layers
 from lwadapter.sequences import SequenceData
 
 SELECTION_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "ndcg@10", "hr@10"]
-NOT_PRUNING = ("random", "removal_loss", "removal_ndcg@10")  # left out of the mean over criteria
+NOT_PRUNING = ("random", "position", "removal_loss", "removal_ndcg@10")  # left out of the mean over criteria
 
 
 def select_layers(teachers: dict, layer_scores: pd.DataFrame, data: SequenceData, ks, calibration_sequences: int = 128,
                   calibration_batch: int = 32, sleb_sequences: int = 32, keep_first: bool = False,
                   keep_last: bool = False, seed: int = 0) -> pd.DataFrame:
     """One row per (model, criterion, strategy, k) with its kept layers: the full model; top-k of every criterion of
-    `layer_scores`; Gromov et al.'s contiguous block; SLEB's greedy removal path on the calibration loss."""
+    `layer_scores`; Gromov et al.'s contiguous block; the data-free cuts of LLM recommenders (criterion "position":
+    the first k layers as in SLMRec, evenly spaced layers); SLEB's greedy removal path on the calibration loss."""
     rows = []
     for name, model in teachers.items():
         n_layers = len(decoder_layers(model))
@@ -32,6 +33,9 @@ def select_layers(teachers: dict, layer_scores: pd.DataFrame, data: SequenceData
         batches = scoring.calibration_batches(data, model, calibration_sequences, calibration_batch, seed)
         for k in ks:
             row("angular", "block", k, selection.contiguous_block(model, batches, k))
+        for k in ks:
+            row("position", "first-k", k, selection.first_k(n_layers, k))
+            row("position", "evenly-spaced", k, selection.evenly_spaced(n_layers, k))
         sleb = selection.CalibrationLoss(model, scoring.calibration_batches(data, model, sleb_sequences,
                                                                            calibration_batch, seed))
         path = selection.greedy_path(n_layers, sleb, k_min=min(ks))
@@ -65,7 +69,7 @@ def selection_ndcg(table: pd.DataFrame) -> pd.DataFrame:
 
 def depth_shares(shares: pd.DataFrame) -> pd.DataFrame:
     """Kept-layer shares per third (report.layer_figures.kept_shares) with, per model, their mean over the pruning
-    criteria (all but random and the removal ground truths)."""
+    criteria (all but random, the data-free cuts and the removal ground truths)."""
     depth = shares.set_index(["model", "strategy", "criterion"])
     pruning = ~depth.index.get_level_values("criterion").isin(NOT_PRUNING)
     mean = depth[pruning].groupby("model").mean()
