@@ -29,6 +29,18 @@ def test_each_checkpoint_is_a_lora_teacher_with_the_controls_asked_for(tmp_path)
     assert list(llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA)) == [name]
 
 
+def test_the_random_init_control_of_a_compact_model_cuts_the_architecture_to_its_depth(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(SMOLLM2))
+    specs = llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA, control_depths={str(tmp_path): [8]})
+    assert list(specs) == [f"{tmp_path}-lora", f"{tmp_path}-8L-scratch"]
+    assert specs[f"{tmp_path}-8L-scratch"] == dict(arch="llama", n_layers=8, hidden=576, heads=9, kv_heads=3,
+                                                    intermediate=1536, max_len=50, tie_embeddings=False)
+    with pytest.raises(ValueError, match="llm_control_depths: 30 layers for .*, which has 30: give a depth from 1 to 29"):
+        llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA, control_depths={str(tmp_path): [30]})
+    with pytest.raises(ValueError, match=r"llm_control_depths name \['n'\]"):
+        llm_teachers.llm_specs([str(tmp_path)], LLM_MODEL, LORA, control_depths={"n": [8]})
+
+
 def test_random_item_rows_are_a_control_only_where_the_teacher_starts_from_titles(tmp_path):
     specs = llm_teachers.llm_specs(["m"], {**LLM_MODEL, "item_init": "random"}, LORA, {"m": ["random-items"]})
     assert list(specs) == ["m-lora"]

@@ -26,16 +26,20 @@ def architecture_spec(checkpoint: str, max_len: int) -> dict:
                 intermediate=config["intermediate_size"], max_len=max_len, tie_embeddings=False)
 
 
-def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = None) -> dict:
+def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = None,
+              control_depths: dict | None = None) -> dict:
     """name -> spec: <checkpoint>-lora for each checkpoint (its frozen weights, `lora`, trainable item tables), then
     the controls `controls` names for it (checkpoint -> list): "random-items", the same with seeded random item rows
     instead of title rows (where the teacher starts from titles), "own-items", the same with item tables of its own
     instead of `lora`'s item codes (where it has them), and "random-init", the checkpoint's architecture from random
-    weights with every weight trained (<checkpoint>-scratch; Llama and Qwen3 architectures)."""
-    controls = controls or {}
-    unknown = set(controls) - set(checkpoints)
-    if unknown:
-        raise ValueError(f"llm_controls name {sorted(unknown)}, which are not among llms={list(checkpoints)}")
+    weights with every weight trained (<checkpoint>-scratch; Llama and Qwen3 architectures); then the same
+    architecture cut to each of `control_depths`' depths (checkpoint -> list; <checkpoint>-<k>L-scratch), the
+    controls of a compact model of k layers."""
+    controls, control_depths = controls or {}, control_depths or {}
+    for parameter, given in (("llm_controls", controls), ("llm_control_depths", control_depths)):
+        if set(given) - set(checkpoints):
+            raise ValueError(f"{parameter} name {sorted(set(given) - set(checkpoints))}, which are not among "
+                             f"llms={list(checkpoints)}")
     specs = {}
     for checkpoint in checkpoints:
         wanted = controls.get(checkpoint, [])
@@ -50,6 +54,12 @@ def llm_specs(checkpoints, llm_model: dict, lora: dict, controls: dict | None = 
                 key: value for key, value in lora.items() if key not in CODES}}
         if "random-init" in wanted:
             specs[f"{checkpoint}-scratch"] = architecture_spec(checkpoint, llm_model["max_len"])
+        for k in control_depths.get(checkpoint, []):
+            full = architecture_spec(checkpoint, llm_model["max_len"])
+            if not 1 <= k < full["n_layers"]:
+                raise ValueError(f"llm_control_depths: {k} layers for {checkpoint}, which has {full['n_layers']}: "
+                                 f"give a depth from 1 to {full['n_layers'] - 1}")
+            specs[f"{checkpoint}-{k}L-scratch"] = {**full, "n_layers": k}
     return specs
 
 
@@ -89,16 +99,18 @@ class LLMTeachers:
 def fine_tune_llms(data: SequenceData, checkpoints, llm_model: dict, lora: dict, controls: dict | None,
                    n_users: int | None, train: dict, scratch_train: dict, precision: str = "float32", seed: int = 0,
                    force: bool = False, item_codes: str | None = None, base_models: dict | None = None,
-                   train_for: dict | None = None) -> LLMTeachers:
+                   train_for: dict | None = None, control_depths: dict | None = None) -> LLMTeachers:
     """llm_specs' models on training_users(data, n_users): each LoRA spec fine-tuned with `train` (updated with
     `train_for`'s keys for its checkpoint, e.g. a rate of its own), each random-init spec trained whole with
-    `scratch_train`, both in `precision` (train_recommender's), or the cached checkpoints; `item_codes` names the
-    model of `base_models` (part 1's, name -> Trained) whose item rows are E4SRec's codes."""
+    `scratch_train` (so are those of `control_depths`), both in `precision` (train_recommender's), or the cached
+    checkpoints; `item_codes` names the model of `base_models` (part 1's, name -> Trained) whose item rows are
+    E4SRec's codes."""
     train_for = train_for or {}
     unknown = set(train_for) - set(checkpoints)
     if unknown:
         raise ValueError(f"llm_train_for names {sorted(unknown)}, which are not among llms={list(checkpoints)}")
-    specs = llm_specs(checkpoints, llm_model, with_item_codes(lora, item_codes, base_models or {}), controls)
+    specs = llm_specs(checkpoints, llm_model, with_item_codes(lora, item_codes, base_models or {}), controls,
+                      control_depths)
     users = training_users(data, n_users, seed)
     recipes = {name: {**train, **train_for.get(spec["path"], {})} if "lora" in spec else scratch_train
                for name, spec in specs.items()}
