@@ -178,7 +178,7 @@ class DistillationLoss:
     same batch, so none of its activations is kept; its hidden states recorded only when matched). With
     hidden_weight > 0 each kept layer's output is matched to the teacher's output at its original position,
     weighted by `layer_scores` (one non-negative score per teacher layer, e.g. Fisher; normalised over the kept
-    layers; uniform when None)."""
+    layers; uniform when None). With both weights 0 it is plain next-item fine-tuning and the teacher never runs."""
 
     def __init__(self, teacher, temperature: float = 2.0, kd_weight: float = 1.0, hidden_weight: float = 0.0,
                  layer_scores=None):
@@ -191,7 +191,8 @@ class DistillationLoss:
             raise ValueError(f"layer_scores must hold {n_teacher} non-negative values (one per teacher layer), "
                              f"got shape {tuple(scores.shape)}")
         self.teacher = teacher.eval()
-        self.extra_flops_per_token = flops_per_token(teacher.config)  # its forward pass, counted as training compute
+        self.taught = kd_weight > 0 or hidden_weight > 0  # else plain fine-tuning: the teacher never runs
+        self.extra_flops_per_token = flops_per_token(teacher.config) if self.taught else 0  # its forward pass
         self.temperature, self.kd_weight, self.hidden_weight = temperature, kd_weight, hidden_weight
         self.scores = scores
 
@@ -202,9 +203,10 @@ class DistillationLoss:
         if max(kept) >= len(self.scores):
             raise ValueError(f"student keeps layers {kept} but the teacher has only {len(self.scores)} layers")
         teacher_states, student_states = {}, {}
-        self.teacher.to(ids.device)
-        with torch.no_grad(), _recording(self.teacher, teacher_states, self.hidden_weight > 0):
-            teacher_logits = item_logits(self.teacher, ids, attn)
+        if self.taught:
+            self.teacher.to(ids.device)
+            with torch.no_grad(), _recording(self.teacher, teacher_states, self.hidden_weight > 0):
+                teacher_logits = item_logits(self.teacher, ids, attn)
         with _recording(inner, student_states, self.hidden_weight > 0):
             logits = item_logits(model, ids, attn)
         loss = item_cross_entropy(logits.float(), labels)

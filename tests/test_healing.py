@@ -126,6 +126,15 @@ def test_full_student_pays_only_cross_entropy(teacher, data):
     assert gap.item() > next_item_loss(compact, batch).item() + 1e-3
 
 
+def test_without_distillation_the_teacher_never_runs_and_costs_nothing(teacher, data, monkeypatch):
+    compact = compact_model(teacher, KEEP)
+    batch = history_batch(compact, *data.histories("valid"))
+    plain = DistillationLoss(teacher, kd_weight=0.0, hidden_weight=0.0)
+    monkeypatch.setattr(teacher, "forward", lambda *args, **kwargs: pytest.fail("the teacher ran"))
+    assert plain(compact, batch).item() == pytest.approx(next_item_loss(compact, batch).item(), abs=1e-6)
+    assert plain.extra_flops_per_token == 0 and DistillationLoss(compact).extra_flops_per_token > 0
+
+
 def test_layer_scores_must_match_the_teacher(teacher):
     with pytest.raises(ValueError, match="6 non-negative values"):
         DistillationLoss(teacher, layer_scores=[1.0, 2.0])

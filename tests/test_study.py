@@ -139,9 +139,11 @@ def test_depth_shares_add_the_mean_over_pruning_criteria_only():
 @pytest.fixture
 def compact():
     rows = [("fisher_empirical", "top-k", 8, "0 1"), ("taylor", "top-k", 8, "0 2"), ("angular", "block", 8, "0 3"),
-            ("random", "top-k", 8, "1 2"), ("fisher_empirical", "top-k", 4, "0"), ("taylor", "top-k", 4, "1")]
+            ("random", "top-k", 8, "1 2"), ("position", "first-k", 8, "0 1"), ("fisher_empirical", "top-k", 4, "0"),
+            ("taylor", "top-k", 4, "1"), ("position", "first-k", 4, "0")]
     return pd.DataFrame([{"model": "llama", "criterion": c, "strategy": s, "k": k, "kept_layers": kept,
-                          "valid_before": v} for (c, s, k, kept), v in zip(rows, [0.3, 0.2, 0.25, 0.1, 0.05, 0.04])])
+                          "valid_before": v} for (c, s, k, kept), v in zip(rows, [0.3, 0.2, 0.25, 0.1, 0.3, 0.05, 0.04,
+                                                                                   0.05])])
 
 
 def test_best_published_is_chosen_on_validation(compact):
@@ -153,11 +155,12 @@ def test_healing_plan_heals_fisher_best_and_random_and_fisher_alone_at_other_k(c
     plan = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best)
     lora = plan[plan["adapter"] == "lora"]
     assert sorted(zip(lora["criterion"], lora["k"])) == [("angular", 8), ("fisher_empirical", 4),
-                                                         ("fisher_empirical", 8), ("random", 8)]
+                                                         ("fisher_empirical", 8), ("position", 8), ("random", 8)]
     assert plan[plan["adapter"] == "lora+bridge"][["criterion", "k"]].values.tolist() == [["fisher_empirical", 8]]
+    assert plan[plan["adapter"] == "lora-no-kd"][["strategy", "k"]].values.tolist() == [["first-k", 8]]
     scarce = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, heal_all=True, scarce_rank=1)
-    assert len(scarce[scarce["adapter"] == "lora"]) == 5  # every method at k = 8, Fisher at k = 4
-    assert len(scarce[scarce["adapter"] == "lora-r1"]) == 4
+    assert len(scarce[scarce["adapter"] == "lora"]) == 6  # every method at k = 8, Fisher at k = 4
+    assert len(scarce[scarce["adapter"] == "lora-r1"]) == 5
     swept = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, sweep_all=True)
     assert ("taylor", 4) not in set(zip(swept["criterion"], swept["k"]))  # not best, not random, not Fisher
 
@@ -166,7 +169,8 @@ def test_adapter_specs_weight_hidden_matching_by_fisher_scores():
     scores = pd.DataFrame({"model": "llama", "criterion": "fisher_empirical", "layer": [1, 0], "score": [2.0, 5.0]})
     lora = dict(rank=8, alpha=16.0)
     specs = adapter_healing.adapter_specs(scores, ["llama"], lora, "fisher_empirical", 4, 0.5, scarce_rank=1)
-    assert list(specs["llama"]) == ["lora", "lora+bridge", "lora-r1"]
+    assert list(specs["llama"]) == ["lora", "lora+bridge", "lora-no-kd", "lora-r1"]
+    assert specs["llama"]["lora-no-kd"] == {**lora, "kd_weight": 0.0}
     assert specs["llama"]["lora+bridge"] == {**lora, "bridge_rank": 4, "hidden_weight": 0.5, "layer_scores": [5.0, 2.0]}
     assert specs["llama"]["lora-r1"]["rank"] == 1
     assert adapter_healing.healing_recipe({"weight_decay": 0.1, "decay": "cosine", "lr_floor": 0.1, "stride": None,
@@ -174,8 +178,8 @@ def test_adapter_specs_weight_hidden_matching_by_fisher_scores():
 
 
 def test_budget_spread_is_best_minus_worst_method(compact):
-    results = compact[compact["k"] == 8].assign(adapter="lora", valid_first=[0.4, 0.3, 0.35, 0.3],
-                                                valid_after=[0.5, 0.45, 0.5, 0.48])
+    results = compact[compact["k"] == 8].assign(adapter="lora", valid_first=[0.4, 0.3, 0.35, 0.3, 0.32],
+                                                valid_after=[0.5, 0.45, 0.5, 0.48, 0.46])
     budget = adapter_healing.healing_budget(results, 8)
     assert set(budget["budget"]) == {"0 steps", "1 epoch", "converged"}
     spread = adapter_healing.budget_spread(budget)["spread"]

@@ -18,6 +18,8 @@ HEALING_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "adapte
                    "best_valid_ndcg@10", "valid_ndcg@10_before", "valid_ndcg@10_first_epoch", "first_epoch_steps",
                    "checkpoint"]
 BUDGETS = {"valid_before": "0 steps", "valid_first": "1 epoch", "valid_after": "converged"}
+FIRST_K = ("position", "first-k")  # SLMRec's cut (layer_selection), healed with and without the teacher
+NO_KD = "lora-no-kd"  # the adapter fine-tuned on the labels alone
 
 
 def valid_ndcg(model, data: SequenceData) -> float:
@@ -76,12 +78,14 @@ def scarce_adapter(rank: int | None) -> str | None:
 def adapter_specs(layer_scores: pd.DataFrame, archs, lora: dict, fisher: str, bridge_rank: int, hidden_weight: float,
                   scarce_rank: int | None = None) -> dict[str, dict[str, dict]]:
     """arch -> adapter name -> heal() keywords: "lora"; "lora+bridge" (bridges at the gaps and hidden matching
-    weighted by the Fisher scores of `fisher`); "lora-r<scarce_rank>" when set."""
+    weighted by the Fisher scores of `fisher`); NO_KD, "lora" fine-tuned on the labels alone (no teacher);
+    "lora-r<scarce_rank>" when set."""
     specs = {}
     for arch in archs:
         scores = layer_scores[(layer_scores["model"] == arch) & (layer_scores["criterion"] == fisher)]
         specs[arch] = {"lora": lora, "lora+bridge": {**lora, "bridge_rank": bridge_rank, "hidden_weight": hidden_weight,
-                                                     "layer_scores": scores.sort_values("layer")["score"].tolist()}}
+                                                     "layer_scores": scores.sort_values("layer")["score"].tolist()},
+                       NO_KD: {**lora, "kd_weight": 0.0}}
         if scarce_rank:
             specs[arch][scarce_adapter(scarce_rank)] = {**lora, "rank": scarce_rank}
     return specs
@@ -89,20 +93,23 @@ def adapter_specs(layer_scores: pd.DataFrame, archs, lora: dict, fisher: str, br
 
 def healing_plan(compact: pd.DataFrame, k: int, fisher: str, best: dict, sweep_all: bool = False,
                  heal_all: bool = False, scarce_rank: int | None = None) -> pd.DataFrame:
-    """The rows of `compact` to heal, one per adapter: Fisher, the best published criterion and random at k (at every
-    k with `sweep_all`, else Fisher alone at the other k; every method at k with `heal_all`) with "lora"; Fisher
-    top-k at k also with "lora+bridge"; every method at k also with LoRA of `scarce_rank` when given."""
+    """The rows of `compact` to heal, one per adapter: Fisher, the best published criterion, random and SLMRec's
+    first-k cut at k (at every k with `sweep_all`, else Fisher alone at the other k; every method at k with
+    `heal_all`) with "lora"; Fisher top-k at k also with "lora+bridge"; the first-k cut at k also with NO_KD (fine-tuned
+    without the teacher); every method at k also with LoRA of `scarce_rank` when given."""
     def chosen(row):
         method = (row.criterion, row.strategy)
         if row.k != k and not sweep_all:
             return method == (fisher, "top-k")
-        return method in {(fisher, "top-k"), best[row.model], ("random", "top-k")} or (heal_all and row.k == k)
+        return method in {(fisher, "top-k"), best[row.model], ("random", "top-k"), FIRST_K} or (heal_all and row.k == k)
 
     scarce = scarce_adapter(scarce_rank)
     plan = compact[[chosen(r) for r in compact.itertuples()]].assign(adapter="lora")
-    bridged = plan[(plan["criterion"] == fisher) & (plan["strategy"] == "top-k") & (plan["k"] == k)]
-    return pd.concat([plan, bridged.assign(adapter="lora+bridge"),
-                      plan[plan["k"] == k].assign(adapter=scarce) if scarce else None], ignore_index=True)
+    at_k = plan[plan["k"] == k]
+    bridged = at_k[(at_k["criterion"] == fisher) & (at_k["strategy"] == "top-k")]
+    cut = at_k[(at_k["criterion"] == FIRST_K[0]) & (at_k["strategy"] == FIRST_K[1])]
+    return pd.concat([plan, bridged.assign(adapter="lora+bridge"), cut.assign(adapter=NO_KD),
+                      at_k.assign(adapter=scarce) if scarce else None], ignore_index=True)
 
 
 def run_key(row) -> tuple:
