@@ -1,5 +1,5 @@
-"""Figures of notebook 06 and the paper about the compact models: quality kept against layers kept per criterion
-(the README's key figure), against training compute per route, measured against ideal speed-up, and scenarios."""
+"""Figures of notebook 06 and the paper about the compact models: which criterion and how many layers (the README's
+key figure), quality against training compute per route, measured against ideal speed-up, and scenarios."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -71,54 +71,75 @@ def quality_vs_compute(routes: pd.DataFrame, compact_eval: pd.DataFrame | None =
     return fig
 
 
-ROUTE_STYLE = {"scratch": ("trained from scratch (study data)", "s", "0.15"),
-               "pretrained": ("pretrained + adapted", "^", "0.5")}
+ROUTE_NAMES = {"scratch": "trained from scratch (study data)", "pretrained": "pretrained + adapted"}
 
 
-def criteria_vs_k(compact_eval: pd.DataFrame, criteria: list[str] | None = None, adapter: str = "lora"):
-    """The study's question at a glance: quality kept (test NDCG@10 / the full model's, paired 95% interval)
-    against layers kept, one colour per criterion / strategy: dashed, before healing (every k); solid points with
-    intervals, healed with `adapter`; the controls of the same depth (from scratch, pretrained + adapted) in grey;
-    the full model at 1. One panel per architecture. `criteria` limits the curves (default: every one except the
-    removal ground truths)."""
-    frame = compact_eval.assign(healed=compact_eval["healed"].astype(bool),
-                                method=compact_eval["criterion"] + " / " + compact_eval["strategy"])
-    methods = frame[~frame["strategy"].isin(["full", *ROUTE_STYLE]) & ~frame["criterion"].isin(GROUND_TRUTH)]
-    if criteria is not None:
-        methods = methods[methods["criterion"].isin(criteria)]
-    order = sorted(methods["method"].unique(), key=lambda m: (not m.startswith("fisher"), m))
-    palette = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 7]  # grey is the controls'
-    colours = dict(zip(order, palette if len(order) <= len(palette) else sns.color_palette("husl", len(order))))
+CRITERION_NAMES = {"fisher_empirical": "Fisher (empirical)", "fisher_true": "Fisher (true)",
+                   "fisher_gate": "Fisher (gate)", "block_influence": "Block Influence", "angular": "angular distance",
+                   "taylor": "Taylor", "grad_norm": "gradient norm", "act_norm": "activation norm",
+                   "calibration_loss": "SLEB", "fusion": "rank fusion", "random": "random"}
+STRATEGY_NAMES = {"block": "contiguous block", "greedy": "greedy removal", "first-k": "first k layers (SLMRec)",
+                  "evenly-spaced": "every n-th layer dropped"}
+
+
+def method_name(criterion: str, strategy: str) -> str:
+    """A reader's name for a selection method: "Fisher (empirical)", "angular distance, contiguous block", "SLEB,
+    greedy removal", "first k layers (SLMRec)"."""
+    if criterion == "position":
+        return STRATEGY_NAMES.get(strategy, strategy)
+    name = CRITERION_NAMES.get(criterion, criterion)
+    return name if strategy == "top-k" else f"{name}, {STRATEGY_NAMES.get(strategy, strategy)}"
+
+
+def key_figure(compact_eval: pd.DataFrame, k: int, adapter: str = "lora"):
+    """Which criterion, and how many layers can go? One row per model: (a) quality kept before healing (test
+    NDCG@10 / the full model's) against layers kept, a line per method, random in black; (b) after healing with
+    `adapter` at k, the methods sorted, each a dot with its paired 95% interval, the full model at 1 and the
+    k-layer controls in grey; the title states the best method's and random's quality kept."""
+    frame = compact_eval[~compact_eval["criterion"].isin(GROUND_TRUTH)]
+    frame = frame.assign(healed=frame["healed"].astype(bool),
+                         method=[method_name(c, s) for c, s in zip(frame["criterion"], frame["strategy"])])
+    methods = frame[~frame["strategy"].isin(["full", *ROUTE_NAMES])]
+    order = sorted(methods["method"].unique(), key=lambda m: (m == "random", not m.startswith("Fisher"), m))
+    palette = [c for i, c in enumerate(sns.color_palette("tab20")) if i not in (14, 15)]  # greys: random, controls
+    colours = dict(zip(order, palette * 2)) | {"random": "black"}
     models = sorted(frame["model"].unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 4.4), sharey=True, squeeze=False)
-    for ax, model in zip(axes[0], models):
+    fig, axes = plt.subplots(len(models), 2, figsize=(12.5, 5.2 * len(models)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.15, 1]})
+    for (left, right), model in zip(axes, models):
         part = methods[methods["model"] == model]
-        healed = part[part["healed"] & (part["adapter"] == adapter)]
-        offsets = dict(zip(order, np.linspace(-1.2, 1.2, len(order))))  # healed points dodged around their k
-        for method in order:
-            before = part[(part["method"] == method) & ~part["healed"]].sort_values("k")
-            ax.plot(before["k"], before["quality_kept"], ls="--", lw=0.9, marker=".", color=colours[method], alpha=0.7)
-            after = healed[healed["method"] == method].sort_values("k")
-            if len(after):
-                x = after["k"] + offsets[method]
-                err = np.clip([after["quality_kept"] - after["ci_low"], after["ci_high"] - after["quality_kept"]], 0, None)
-                ax.errorbar(x, after["quality_kept"], yerr=err, fmt="o-", ms=4.5, lw=1.4, capsize=2,
-                            color=colours[method], label=method)
-        for route, (label, marker, colour) in ROUTE_STYLE.items():
-            ctrl = frame[(frame["model"] == model) & (frame["strategy"] == route)].sort_values("k")
-            if len(ctrl):
-                err = np.clip([ctrl["quality_kept"] - ctrl["ci_low"], ctrl["ci_high"] - ctrl["quality_kept"]], 0, None)
-                ax.errorbar(ctrl["k"], ctrl["quality_kept"], yerr=err, fmt=marker + ":", ms=6, lw=1, capsize=2,
-                            color=colour, label=label)
-        ax.axhline(1, color="0.3", lw=1)
-        ax.annotate("full model", (0.01, 1), xycoords=("axes fraction", "data"), xytext=(0, 3),
-                    textcoords="offset points", fontsize=7, color="0.3")
-        ax.set_xlabel("decoder layers kept")
-        ax.set_ylabel("quality kept (test NDCG@10 / full model)")
-        ax.set_title(f"{model}: healed ({adapter}, points with 95% intervals) and before healing (dashed)",
-                     fontsize=9)
-        integer_ticks(ax)
-    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1))
+        before = part[~part["healed"]].sort_values("k")
+        for method in (m for m in order if m in set(before["method"])):
+            line, random = before[before["method"] == method], method == "random"
+            left.plot(line["k"], line["quality_kept"], marker="o", ms=3.5, lw=2.2 if random else 1.2,
+                      ls="--" if random else "-", color=colours[method], label=method, zorder=3 if random else 2)
+        left.axhline(1, color="0.3", lw=1)
+        left.set_xlabel("decoder layers kept")
+        left.set_ylabel("quality kept before healing")
+        left.set_title(f"{model}: cut, not healed", fontsize=10)
+        integer_ticks(left)
+        left.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+        healed = part[part["healed"] & (part["adapter"] == adapter) & (part["k"] == k)]\
+            .sort_values("quality_kept", ascending=True, kind="stable")
+        controls = frame[(frame["model"] == model) & frame["strategy"].isin(list(ROUTE_NAMES)) & (frame["k"] == k)]
+        rows = pd.concat([controls.assign(method=[ROUTE_NAMES[s] for s in controls["strategy"]]), healed])
+        y = np.arange(len(rows))
+        err = np.clip([rows["quality_kept"] - rows["ci_low"], rows["ci_high"] - rows["quality_kept"]], 0, None)
+        right.errorbar(rows["quality_kept"], y, xerr=err, fmt="none", ecolor="0.6", lw=1.2, capsize=2)
+        right.scatter(rows["quality_kept"], y, s=36, zorder=3,
+                      c=[colours.get(m, "0.55") for m in rows["method"]])
+        right.set_yticks(y, rows["method"], fontsize=8)
+        right.axvline(1, color="0.3", lw=1)
+        right.annotate("full model", (1, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                       textcoords="offset points", fontsize=7, color="0.3")
+        right.set_xlabel(f"quality kept at k = {k}, healed ({adapter}; 95% paired interval)")
+        best = healed.iloc[-1] if len(healed) else None
+        random = healed[healed["method"] == "random"]
+        if best is not None:
+            said = f"{best['method']} keeps {best['quality_kept']:.0%}"
+            if len(random):
+                said += f", random {random['quality_kept'].iloc[0]:.0%}"
+            right.set_title(f"{model}, {k} layers healed: {said}", fontsize=10)
     fig.tight_layout()
     return fig
 

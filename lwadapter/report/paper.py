@@ -172,7 +172,7 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
                     f"{title}: compact models with {k} layers, before and after healing; quality kept = compact / "
                     "full NDCG@10 with a paired bootstrap interval; measured and FLOP-ideal speed-up.", folder=tables_dir)
         figures["healing"] = evaluation_figures.healing_effect(ev[ev["k"] == k])
-        figures["criteria_vs_k"] = evaluation_figures.criteria_vs_k(ev, criteria)
+        figures["key"] = evaluation_figures.key_figure(ev, k)
         figures["speedup"] = evaluation_figures.speedups(ev)
         if "base_models" in results:
             from lwadapter.compare import training_compute
