@@ -273,11 +273,13 @@ def score_layers(model, batches, criteria=tuple(SCORERS), n_boot: int = 200, see
 
 
 def epoch_seconds(model, data: SequenceData, n_users: int = 256, seed: int = 0, **train) -> float:
-    """Wall time of one `train_recommender` epoch (its batches, AdamW and validation) on a copy of `model`,
-    measured on a seeded subset of `n_users` users and scaled to all users: the unit for criterion costs."""
+    """Wall time of one `train_recommender` epoch (its batches, AdamW and validation) on a copy of `model` with
+    every weight trained (a merged LoRA teacher comes frozen), measured on a seeded subset of `n_users` users and
+    scaled to all users: the unit for criterion costs."""
     subset = user_subset(data, n_users, seed)
     train = {**train, "epochs": 1, "seed": seed, "desc": "epoch"}
-    _, elapsed = timed(train_recommender, copy.deepcopy(model), subset, **train)
+    trainable = copy.deepcopy(model).requires_grad_(True)
+    _, elapsed = timed(train_recommender, trainable, subset, **train)
     return elapsed * data.n_users / subset.n_users
 
 

@@ -87,7 +87,7 @@ def test_agreement_with_both_ground_truths(scores):
 
 
 def test_score_teachers_scores_every_criterion_fusion_and_truth_on_every_layer():
-    data, model = cyclic_data(), tiny(n_layers=3)
+    data, model = cyclic_data(), tiny(n_layers=3).requires_grad_(False)  # frozen, as a merged LoRA teacher
     train = dict(epochs=1, batch_size=16, lr=1e-3)
     layer_scores, costs = layer_scoring.score_teachers({"llama": model}, data, train, calibration_sequences=16,
                                                        calibration_batch=8, n_boot=5, truth_users=16,
@@ -96,6 +96,7 @@ def test_score_teachers_scores_every_criterion_fusion_and_truth_on_every_layer()
     assert (layer_scores.groupby("criterion")["layer"].nunique() == 3).all()
     assert sorted(layer_scores[layer_scores["criterion"] == "taylor"]["rank"]) == [1, 2, 3]
     assert "removal (ground truth)" in set(costs["criterion"]) and (costs["epochs"] > 0).all()
+    assert not any(p.requires_grad for p in model.parameters())  # the epoch is timed on a trainable copy
 
 
 # ---------------------------------------------------------------------------------------------- 04 selection
