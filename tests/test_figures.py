@@ -98,17 +98,19 @@ def test_quality_kept_curves_one_row_a_stage_and_scenarios_one_marker_set_a_mode
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["fisher", "full"]
 
 
-def test_key_figure_sorts_the_healed_methods_and_says_the_best_and_random_in_its_title():
+def test_key_figure_sorts_the_healed_methods_below_the_untaught_runs_and_titles_the_best_and_random():
     rows = [("none", "full", 8, False, "none", 1.0), ("fisher_empirical", "top-k", 4, False, "none", 0.6),
             ("fisher_empirical", "top-k", 8, False, "none", 0.8), ("random", "top-k", 4, False, "none", 0.5),
             ("random", "top-k", 8, False, "none", 0.7), ("fisher_empirical", "top-k", 8, True, "lora", 0.95),
             ("random", "top-k", 8, True, "lora", 0.9), ("position", "first-k", 8, True, "lora", 0.85),
-            ("removal_loss", "top-k", 8, False, "none", 0.99), ("none", "scratch", 8, False, "none", 0.7)]
+            ("position", "first-k", 8, True, "lora-no-kd", 0.8), ("removal_loss", "top-k", 8, False, "none", 0.99),
+            ("none", "scratch", 8, False, "none", 0.7)]
     table = pd.DataFrame([dict(zip(["criterion", "strategy", "k", "healed", "adapter", "quality_kept"], r))
                           for r in rows]).assign(model="smollm2-135m")
     table = table.assign(ci_low=table["quality_kept"] - 0.05, ci_high=table["quality_kept"] + 0.05)
     before, after = evaluation_figures.key_figure(table, 8).axes
     assert after.get_title() == "smollm2-135m, 8 layers healed: Fisher (empirical) keeps 95%, random 90%"
     assert [t.get_text() for t in after.get_yticklabels()] == [
-        "trained from scratch (study data)", "first k layers (SLMRec)", "random", "Fisher (empirical)"]
+        "trained from scratch (study data)", "first k layers (SLMRec), fine-tuned without the teacher",
+        "first k layers (SLMRec)", "random", "Fisher (empirical)"]
     assert [t.get_text() for t in before.get_legend().get_texts()] == ["Fisher (empirical)", "random"]  # no truth

@@ -8,6 +8,7 @@ import seaborn as sns
 
 from lwadapter.report.layer_figures import GROUND_TRUTH
 from lwadapter.report.plots import integer_ticks
+from lwadapter.study.adapter_healing import NO_KD
 
 
 def healing_effect(compact_eval: pd.DataFrame):
@@ -94,8 +95,9 @@ def method_name(criterion: str, strategy: str) -> str:
 def key_figure(compact_eval: pd.DataFrame, k: int, adapter: str = "lora"):
     """Which criterion, and how many layers can go? One row per model: (a) quality kept before healing (test
     NDCG@10 / the full model's) against layers kept, a line per method, random in black; (b) after healing with
-    `adapter` at k, the methods sorted, each a dot with its paired 95% interval, the full model at 1 and the
-    k-layer controls in grey; the title states the best method's and random's quality kept."""
+    `adapter` at k, the methods sorted, each a dot with its paired 95% interval, the full model at 1, the k-layer
+    controls and the runs fine-tuned without the teacher in grey; the title states the best method's and random's
+    quality kept."""
     frame = compact_eval[~compact_eval["criterion"].isin(GROUND_TRUTH)]
     frame = frame.assign(healed=frame["healed"].astype(bool),
                          method=[method_name(c, s) for c, s in zip(frame["criterion"], frame["strategy"])])
@@ -122,7 +124,9 @@ def key_figure(compact_eval: pd.DataFrame, k: int, adapter: str = "lora"):
         healed = part[part["healed"] & (part["adapter"] == adapter) & (part["k"] == k)]\
             .sort_values("quality_kept", ascending=True, kind="stable")
         controls = frame[(frame["model"] == model) & frame["strategy"].isin(list(ROUTE_NAMES)) & (frame["k"] == k)]
-        rows = pd.concat([controls.assign(method=[ROUTE_NAMES[s] for s in controls["strategy"]]), healed])
+        untaught = part[part["healed"] & (part["adapter"] == NO_KD) & (part["k"] == k)]
+        rows = pd.concat([controls.assign(method=[ROUTE_NAMES[s] for s in controls["strategy"]]),
+                          untaught.assign(method=untaught["method"] + ", fine-tuned without the teacher"), healed])
         y = np.arange(len(rows))
         err = np.clip([rows["quality_kept"] - rows["ci_low"], rows["ci_high"] - rows["quality_kept"]], 0, None)
         right.errorbar(rows["quality_kept"], y, xerr=err, fmt="none", ecolor="0.6", lw=1.2, capsize=2)

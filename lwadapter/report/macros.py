@@ -42,6 +42,9 @@ NAMED_VARIANTS = {"fisher healed": ("fisher_empirical", "top-k", True, "lora"),
                   "fisher bridge healed": ("fisher_empirical", "top-k", True, "lora+bridge"),
                   "fisher compact": ("fisher_empirical", "top-k", False, "none"),
                   "random healed": ("random", "top-k", True, "lora"),
+                  "first k compact": ("position", "first-k", False, "none"),
+                  "first k healed": ("position", "first-k", True, "lora"),
+                  "first k no kd healed": ("position", "first-k", True, "lora-no-kd"),
                   "control": ("none", "scratch", False, "none")}
 
 

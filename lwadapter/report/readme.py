@@ -22,14 +22,15 @@ def method_label(row) -> str:
     return f"{row.criterion} / {row.strategy}" + (f" + {row.adapter}" if row.healed else " (not healed)")
 
 
-HEADLINE_CRITERIA = ["fisher_empirical", "random"]  # healed rows of the README's table, besides the best published
+# healed rows of the README's table, besides the best published ("position": SLMRec's first-k cut)
+HEADLINE_CRITERIA = ["fisher_empirical", "random", "position"]
 
 
 def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
     """Test NDCG@10 and quality kept [95% CI] at k layers next to the full model, one column per dataset with a
-    compact_eval.csv: Fisher, random and the best published criterion (healing.json) healed, and the controls of the
-    same depth (from scratch on the study data, pretrained + adapted) and the from-scratch model as deep as the full
-    one; measured / FLOP-ideal speed-up of the k-layer model."""
+    compact_eval.csv: Fisher, random, the first-k cut and the best published criterion (healing.json) healed, the
+    controls of the same depth (from scratch on the study data, pretrained + adapted) and the from-scratch model as deep
+    as the full one; measured / FLOP-ideal speed-up of the k-layer model."""
     frames = []
     for dataset in datasets:
         path = results_dir / dataset / "compact_eval.csv"
