@@ -63,7 +63,8 @@ def known_parameters() -> dict:
 
 def check_parameters(parameters: dict, source: str = "parameters") -> None:
     """Stop on a name no notebook's parameters cell has (papermill would inject it silently) or on a recipe dict that
-    does not give every key; the message names the closest valid name."""
+    leaves out one of the default's keys (it may add others, e.g. heal's precision); the message names the closest
+    valid name."""
     known = known_parameters()
     for key, value in parameters.items():
         if key not in known:
@@ -71,8 +72,9 @@ def check_parameters(parameters: dict, source: str = "parameters") -> None:
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid names: {sorted(known)}"
             raise SystemExit(f"{source}: unknown parameter {key!r}{hint} (nothing was run)")
         if isinstance(known[key], dict) and known[key] and not (isinstance(value, dict) and
-                                                                 set(value) == set(known[key])):
-            raise SystemExit(f"{source}: {key} replaces the recipe whole: give every key of {sorted(known[key])}")
+                                                                 set(known[key]) <= set(value)):
+            raise SystemExit(f"{source}: {key} replaces the recipe whole: give every key of {sorted(known[key])} "
+                             "(and any other the recipe takes)")
 
 
 def check_set_name(parameters: dict) -> None:

@@ -40,6 +40,8 @@ def test_a_partial_recipe_or_inplace_with_parameters_is_refused(monkeypatch):
     monkeypatch.setattr(runner.pm, "execute_notebook", lambda *a, **k: pytest.fail("nothing may run"))
     with pytest.raises(SystemExit, match="train replaces the recipe whole: give every key"):
         runner.run(["02"], {"train": {"lr": 1e-2}})
+    runner.check_parameters({"heal": {"epochs": 20, "batch_size": 32, "lr": 2e-3, "warmup_steps": 20, "patience": 3,
+                                      "precision": "auto"}})  # every key given, one the recipe also takes added
     with pytest.raises(SystemExit, match="--inplace stores the notebooks' own defaults"):
         runner.run(["01"], {"dataset": "amazon-electronics"}, inplace=True)
 
