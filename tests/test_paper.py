@@ -62,6 +62,31 @@ def test_headline_joins_datasets_per_model_and_method(tmp_path):
     assert table.iloc[1]["Amazon Electronics speed-up measured / ideal"] == "1.50x / 1.80x"
 
 
+def test_finding_names_the_cut_range_and_the_method_chosen_on_validation_not_on_test(tmp_path):
+    def row(criterion, strategy, k, healed, kept, adapter=None):
+        return dict(model="smollm2-135m", criterion=criterion, strategy=strategy, k=k, healed=healed,
+                    adapter=adapter or ("lora" if healed else "none"), **{"ndcg@10": 0.06 * kept},
+                    quality_kept=kept, ci_low=kept - 0.1, ci_high=kept + 0.1)
+    ev = [row("none", "full", 30, False, 1.0), row("fisher_empirical", "top-k", 8, False, 0.6),
+          row("random", "top-k", 8, False, 0.2), row("position", "first-k", 8, False, 0.75),
+          row("removal_loss", "top-k", 8, False, 0.9), row("fisher_empirical", "top-k", 8, True, 0.95),
+          row("random", "top-k", 8, True, 0.7), row("position", "first-k", 8, True, 0.97),
+          row("position", "first-k", 8, True, 0.9, "lora-no-kd")]
+    healing = pd.DataFrame([dict(model="smollm2-135m", criterion=c, strategy=s, k=8, adapter=a,
+                                 **{"best_valid_ndcg@10": v})
+                            for c, s, a, v in (("fisher_empirical", "top-k", "lora", 0.08), ("random", "top-k", "lora",
+                                               0.05), ("position", "first-k", "lora", 0.07),
+                                               ("position", "first-k", "lora-no-kd", 0.09))])
+    (tmp_path / "amazon-electronics").mkdir()
+    pd.DataFrame(ev).to_csv(tmp_path / "amazon-electronics" / "compact_eval.csv", index=False)
+    healing.to_csv(tmp_path / "amazon-electronics" / "healing.csv", index=False)
+    assert readme.finding(["amazon-electronics", "ml-100k"], 8, tmp_path) == (
+        "On Amazon Electronics, the LoRA-tuned LLM `smollm2-135m` (30 layers, test NDCG@10 0.0600) cut to 8 layers "
+        "keeps 20% (random) to 75% (first k layers (SLMRec)) of its quality before healing; healed with LoRA + "
+        "distillation, the method chosen on validation users, Fisher (empirical), keeps 95.0% [85.0, 105.0] (beside "
+        "it: random 70.0% [60.0, 80.0]; first k layers (SLMRec) 97.0% [87.0, 107.0]).")
+
+
 def test_dataset_macros_quote_the_named_rows_at_k():
     base = dict(model="llama", k=2, healed=True, adapter="lora", speedup=1.5, ideal_speedup=2.0)
     ev = pd.DataFrame([dict(base, criterion="none", strategy="full", k=4, healed=False, adapter="none",
@@ -178,9 +203,10 @@ def test_committed_tables_macros_and_readme_are_what_notebook_07_regenerates(tmp
     for path in tmp_path.glob("*.tex"):
         assert path.read_text() == (committed / path.name).read_text(), f"{path.name}: rerun notebook 07"
     assert (RESULTS_DIR / "ml-100k" / "compact_eval.csv").exists() and macros
-    sections = {"results": readme.readme_results(params["datasets"], params["k"], figure=params["key_figure"]),
-                **benchmarks.benchmark_sections()}
+    sections = readme.sections(params["datasets"], params["k"], params["key_figure"])
     assert readme.readme_sections(sections) == readme.README.read_text(), "README sections differ: rerun notebook 07"
+    assert readme.readme_sections(benchmarks.benchmark_sections(), benchmarks.README) == \
+        benchmarks.README.read_text(), "results/benchmarks/README.md sections differ: rerun notebook 07"
     assert (ROOT / "paper" / "figures" / params["key_figure"]).exists()
 
 

@@ -1,15 +1,16 @@
-"""The README's benchmark sections from the files the benchmarks and the runner write: LLM speed per lever, training
-throughput per lever, the recipe search, the scale benchmark and each notebook's wall time. Every section names the
-CPU it was measured on."""
+"""The benchmark sections from the files the benchmarks and the runner write: LLM training times, LLM speed per lever,
+training throughput per lever, the recipe search and the scale benchmark (results/benchmarks/README.md), and each
+notebook's wall time (the README's step table). Every section names the CPU it was measured on."""
 
 import json
 
 import pandas as pd
 
-from lwadapter.report.readme import markdown_table
+from lwadapter.report.tables import markdown_table
 from lwadapter.runtime import RESULTS_DIR, RUNS_DIR
 
 BENCHMARKS_DIR = RESULTS_DIR / "benchmarks"
+README = BENCHMARKS_DIR / "README.md"
 MISSING = "not measured yet: run `{}`."
 README_WRITER = "07_paper_figures"
 
@@ -155,9 +156,9 @@ def llm_training(results_dir=RESULTS_DIR, datasets=("ml-100k", "amazon-electroni
 
 
 SECTIONS = {"llm-speed": llm_speed, "throughput": throughput, "tuning": tuning, "scale": scale,
-            "step-times": step_times, "llm-training": llm_training}
+            "llm-training": llm_training}
 
 
 def benchmark_sections() -> dict[str, str]:
-    """name -> text of every benchmark section of the README."""
+    """name -> text of every section of results/benchmarks/README.md."""
     return {name: build() for name, build in SECTIONS.items()}

@@ -1,12 +1,19 @@
 """The README's generated sections, each between its own markers so that no number in it is typed by hand: the
-placement (readme_sections) and the results tables from results/<dataset>/ (report.benchmarks builds the others)."""
+placement (readme_sections, also of results/benchmarks/README.md), the finding and the results tables from
+results/<dataset>/ (report.benchmarks builds the step table and the benchmarks' sections)."""
 
 import json
 import re
 
 import pandas as pd
 
+from lwadapter.models import ARCHS
+from lwadapter.report import benchmarks
+from lwadapter.report.evaluation_figures import method_name
+from lwadapter.report.layer_figures import GROUND_TRUTH
 from lwadapter.report.paper import DATASET_TITLES
+from lwadapter.report.tables import markdown_table
+from lwadapter.study.adapter_healing import FIRST_K
 from lwadapter.runtime import RESULTS_DIR, ROOT
 
 README = ROOT / "README.md"
@@ -98,11 +105,42 @@ def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
     return table.sort_values("model", key=lambda names: names.map(_base_order), kind="stable").reset_index(drop=True)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table, text cells as they are."""
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
+    """The README's first sentence per teacher, the LLMs' before the proxies' (an architecture built here, e.g.
+    `llama`), from compact_eval.csv and healing.csv: what its k-layer cuts keep before healing (the range over the
+    selection methods), and after healing with LoRA + distillation the method chosen on validation users, random and
+    SLMRec's first-k cut (quality kept on test, paired 95% interval)."""
+    pct = lambda row: f"{100 * row.quality_kept:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]"  # noqa: E731
+    sentences = []
+    for dataset in datasets:
+        path, healing_path = results_dir / dataset / "compact_eval.csv", results_dir / dataset / "healing.csv"
+        if not (path.exists() and healing_path.exists()):
+            continue
+        ev, healing = pd.read_csv(path), pd.read_csv(healing_path)
+        for model, frame in ev.groupby("model", sort=False):
+            full = frame[frame["strategy"] == "full"].iloc[0]
+            at_k = frame[(frame["k"] == k) & ~frame["criterion"].isin(["none", *GROUND_TRUTH])]
+            cut = at_k[~at_k["healed"]].sort_values("quality_kept")
+            healed = at_k[at_k["healed"] & (at_k["adapter"] == "lora")].set_index(["criterion", "strategy"])
+            runs = healing[(healing["model"] == model) & (healing["k"] == k) & (healing["adapter"] == "lora")
+                           & ~healing["criterion"].isin(GROUND_TRUTH)]
+            if cut.empty or runs.empty:
+                continue
+            chosen = runs.sort_values("best_valid_ndcg@10", ascending=False, kind="stable").iloc[0]
+            best = healed.loc[(chosen["criterion"], chosen["strategy"])]
+            said = [f"{method_name(c, s)} {pct(healed.loc[(c, s)])}" for c, s in (("random", "top-k"), FIRST_K)
+                    if (c, s) in healed.index and (c, s) != (chosen["criterion"], chosen["strategy"])]
+            low, high = cut.iloc[0], cut.iloc[-1]
+            teacher = (f"the {full.k}-layer proxy teacher `{model}` (" if model in ARCHS else
+                       f"the LoRA-tuned LLM `{model}` ({full.k} layers, ")
+            sentences.append((model in ARCHS,
+                f"On {DATASET_TITLES.get(dataset, dataset)}, {teacher}test NDCG@10 "
+                f"{full['ndcg@10']:.4f}) cut to {k} layers keeps {100 * low.quality_kept:.0f}% "
+                f"({method_name(low.criterion, low.strategy)}) to {100 * high.quality_kept:.0f}% "
+                f"({method_name(high.criterion, high.strategy)}) of its quality before healing; healed with LoRA + "
+                f"distillation, the method chosen on validation users, {method_name(*best.name)}, keeps {pct(best)}"
+                + (f" (beside it: {'; '.join(said)})" if said else "") + "."))
+    return "\n\n".join(text for _, text in sorted(sentences, key=lambda pair: pair[0]))
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -123,10 +161,11 @@ def readme_sections(sections: dict[str, str], readme=README) -> str:
     return current
 
 
-KEY_FIGURE_CAPTION = ("Which criterion, and how many layers can go? Quality kept (test NDCG@10 of the compact model / "
-                      "the full teacher's, paired 95% bootstrap interval) against decoder layers kept: each "
-                      "criterion before healing (dashed) and healed with LoRA rank 8 + distillation (points), next "
-                      "to models of the same depth trained from scratch and pretrained + adapted (grey).")
+KEY_FIGURE_CAPTION = ("Which criterion, and how many layers can go? Left: quality kept (test NDCG@10 of the compact "
+                      "model / the full teacher's) before healing against decoder layers kept, one line per selection "
+                      "method, random in black. Right: the compact models healed with LoRA rank 8 + distillation at k, "
+                      "sorted, each with its paired 95% bootstrap interval; in grey the controls of the same depth and "
+                      "SLMRec's first-k cut fine-tuned without the teacher.")
 
 
 def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | None = None) -> str:
@@ -134,8 +173,9 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
     table = headline(datasets, k, results_dir)
     if table.empty:
         return "No compact_eval.csv in results/ yet: run notebooks 01-06 (`make reproduce`)."
-    text = (f"Test split, full ranking, history masked. The full model is the 32-layer teacher, pretrained on the "
-            "corpus and adapted; quality kept = compact / full NDCG@10 on the same users "
+    text = (f"Test split, full ranking, history masked. The full model is the teacher in the model column: `llama` the "
+            "32-layer proxy pretrained on the corpus and adapted, an LLM's checkpoint name (`smollm2-135m`) that LLM "
+            "LoRA-tuned as a recommender and merged; quality kept = compact / full NDCG@10 on the same users "
             f"(95% paired bootstrap interval); k = {k} of the full model's layers; speed-up of the {k}-layer model "
             "on one CPU batch, measured against the FLOP ratio (`results/<dataset>/compact_eval.csv`).\n\n"
             + markdown_table(table))
@@ -153,3 +193,10 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
                  "sequential-recommendation libraries) (`results/<dataset>/base_models.csv`):\n\n"
                  + markdown_table(base))
     return text + (f"\n\n![key figure](paper/figures/{figure})\n\n*{KEY_FIGURE_CAPTION}*" if figure else "")
+
+
+def sections(datasets, k: int = 8, figure: str | None = None) -> dict[str, str]:
+    """Every generated section of the README by marker name: the finding, the results (with the key figure under
+    paper/figures/) and the time per notebook (the other benchmarks: benchmarks.benchmark_sections)."""
+    return {"finding": finding(datasets, k), "results": readme_results(datasets, k, figure=figure),
+            "step-times": benchmarks.step_times()}

@@ -1,6 +1,13 @@
-"""The paper's tables as data frames, built from the results CSVs of one dataset."""
+"""The paper's and the README's tables: data frames built from the results CSVs of one dataset, and markdown."""
 
 import pandas as pd
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table, text cells as they are."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def read_results(folder) -> dict[str, pd.DataFrame]:
