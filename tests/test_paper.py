@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from lwadapter.report import benchmarks, latex, paper, readme, tables
+from lwadapter.report import benchmarks, latex, layer_figures, paper, readme, tables
 from lwadapter.runner import notebook_parameters
 from lwadapter.report import macros as lwmacros
 from lwadapter.runtime import RESULTS_DIR, ROOT
@@ -85,6 +85,15 @@ def test_finding_names_the_cut_range_and_the_method_chosen_on_validation_not_on_
         "keeps 20% (random) to 75% (first k layers (SLMRec)) of its quality before healing; healed with LoRA + "
         "distillation, the method chosen on validation users, Fisher (empirical), keeps 95.0% [85.0, 105.0] (beside "
         "it: random 70.0% [60.0, 80.0]; first k layers (SLMRec) 97.0% [87.0, 107.0]).")
+
+
+def test_depth_shares_give_each_method_its_lower_middle_upper_percent_at_every_k():
+    selection = pd.DataFrame([dict(model="m", criterion="none", strategy="full", k=6, kept_layers="0 1 2 3 4 5"),
+                              dict(model="m", criterion="fisher", strategy="top-k", k=2, kept_layers="0 1"),
+                              dict(model="m", criterion="fisher", strategy="top-k", k=3, kept_layers="0 2 5")])
+    table = tables.depth_share_table({k: layer_figures.kept_shares(selection, k) for k in (2, 3)})
+    assert table.to_dict("records") == [dict(model="m", criterion="fisher", strategy="top-k",
+                                             **{"k = 2": "100 / 0 / 0", "k = 3": "33 / 33 / 33"})]
 
 
 def test_dataset_macros_quote_the_named_rows_at_k():

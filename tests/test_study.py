@@ -239,3 +239,13 @@ def test_versus_controls_pairs_each_compact_model_with_the_controls_of_its_depth
     versus = study.versus_controls(per_user, 8, n_boot=50).set_index("control")["vs_control"]
     assert versus["from scratch (study data)"] == pytest.approx(0.5)
     assert versus["pretrained + adapted"] == pytest.approx(2.0)
+
+
+def test_versus_controls_is_an_empty_table_when_no_control_has_k_layers():
+    study = _study([_variant("fisher", "fisher_empirical", "top-k", 8),
+                    _variant("smollm2-scratch", "none", "scratch", 30)])
+    per_user = {name: pd.DataFrame({"user": range(50), "hr@10": 0.2, "ndcg@10": np.full(50, 0.2)})
+                for name in study.variants["name"]}
+    versus = study.versus_controls(per_user, 8, n_boot=50)
+    assert versus.empty and list(versus.columns) == [c if c != "quality_kept" else "vs_control"
+                                                     for c in evaluation.VERSUS]

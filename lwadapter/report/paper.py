@@ -9,8 +9,8 @@ from lwadapter.report import evaluation_figures, layer_figures, training_figures
 from lwadapter.report.latex import TABLES_DIR, escape, write_table
 from lwadapter.report.macros import (NAMED_VARIANTS, corpus_time_macros, fmt, kept_macros, macro_name,
                                      overlap_macros, paired_macros, versus_macros, write_macros)
-from lwadapter.report.tables import (agreement_table, base_table, budget_table, read_results, scenario_table,
-                                     selection_table, study_data_models)
+from lwadapter.report.tables import (agreement_table, base_table, budget_table, depth_share_table, read_results,
+                                     scenario_table, selection_table, study_data_models)
 from lwadapter.report.noise import write_noise
 from lwadapter.runtime import RESULTS_DIR, RUNS_DIR
 
@@ -157,6 +157,11 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
         figures["importance"] = layer_figures.importance_heatmap(results["layer_scores"])
         figures["agreement"] = layer_figures.agreement_bars(agree)
     if "selection" in results:
+        ks = sorted(set(results["selection"]["k"]) - set(results["selection"].query("strategy == 'full'")["k"]))
+        write_table(f"{dataset}_depth_shares", depth_share_table({n: layer_figures.kept_shares(results["selection"], n)
+                                                                  for n in ks}),
+                    f"{title}: where the kept layers lie, per method and k: percent of the kept layers in the lower / "
+                    "middle / upper third of the full model.", folder=tables_dir)
         shares = layer_figures.kept_shares(results["selection"], k)
         write_table(f"{dataset}_selection_k{k}", selection_table(results["selection"], shares, k),
                     f"{title}: compact models with {k} layers before healing (test NDCG@10, HR@10) and the share "

@@ -55,6 +55,16 @@ def selection_table(selection: pd.DataFrame, shares: pd.DataFrame, k: int) -> pd
         .sort_values(["model", "ndcg@10"], ascending=[True, False])
 
 
+def depth_share_table(shares: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Per model and method (criterion / strategy), the lower / middle / upper shares (percent) of the kept layers at
+    every k (`shares`: k -> layer_figures.kept_shares at k), one column a k."""
+    cells = pd.concat([frame.assign(k=f"k = {k}", cell=[f"{100 * r.lower:.0f} / {100 * r.middle:.0f} / "
+                                                        f"{100 * r.upper:.0f}" for r in frame.itertuples()])
+                       for k, frame in sorted(shares.items())])
+    return cells.pivot_table(index=["model", "criterion", "strategy"], columns="k", values="cell", aggfunc="first",
+                             sort=False).reset_index().rename_axis(columns=None)
+
+
 def scenario_table(scenarios: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
     """One row a model, one column a scenario case (`metric` only; intervals are in scenarios.csv)."""
     frame = scenarios[scenarios["metric"] == metric].assign(case=lambda f: f["scenario"] + ": " + f["group"])

@@ -115,7 +115,7 @@ class Study:
                                                            n=n_boot, seed=seed)}
                                for v in at_k.itertuples() for control in compare.ROUTES
                                if (v.model, control, k) in controls.index])
-        return versus[VERSUS].rename(columns={"quality_kept": "vs_control"})
+        return versus.reindex(columns=VERSUS).rename(columns={"quality_kept": "vs_control"})  # no control at k: empty
 
     def compute_to_target(self, base: pd.DataFrame, target_share: float) -> pd.DataFrame:
         """Training FLOPs each run needs to reach `target_share` of its teacher's validation NDCG@10 (first epoch at
