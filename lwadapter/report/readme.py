@@ -108,8 +108,8 @@ def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
 def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
     """The README's first sentence per teacher, the LLMs' before the proxies' (an architecture built here, e.g.
     `llama`), from compact_eval.csv and healing.csv: what its k-layer cuts keep before healing (the range over the
-    selection methods), and after healing with LoRA + distillation the method chosen on validation users, random and
-    SLMRec's first-k cut (quality kept on test, paired 95% interval)."""
+    selection methods), and after healing with LoRA + distillation the method chosen on validation users, empirical
+    Fisher, random and SLMRec's first-k cut (quality kept on test, paired 95% interval)."""
     pct = lambda row: f"{100 * row.quality_kept:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]"  # noqa: E731
     sentences = []
     for dataset in datasets:
@@ -128,7 +128,7 @@ def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
                 continue
             chosen = runs.sort_values("best_valid_ndcg@10", ascending=False, kind="stable").iloc[0]
             best = healed.loc[(chosen["criterion"], chosen["strategy"])]
-            said = [f"{method_name(c, s)} {pct(healed.loc[(c, s)])}" for c, s in (("random", "top-k"), FIRST_K)
+            said = [f"{method_name(c, s)} {pct(healed.loc[(c, s)])}" for c, s in (("fisher_empirical", "top-k"), ("random", "top-k"), FIRST_K)
                     if (c, s) in healed.index and (c, s) != (chosen["criterion"], chosen["strategy"])]
             low, high = cut.iloc[0], cut.iloc[-1]
             teacher = (f"the {full.k}-layer proxy teacher `{model}` (" if model in ARCHS else
