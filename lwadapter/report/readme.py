@@ -105,6 +105,9 @@ def base_headline(datasets, results_dir=RESULTS_DIR) -> pd.DataFrame:
     return table.sort_values("model", key=lambda names: names.map(_base_order), kind="stable").reset_index(drop=True)
 
 
+FINDING_BESIDE = (("fisher_empirical", "top-k"), ("random", "top-k"), FIRST_K)  # healed methods the finding quotes
+
+
 def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
     """The README's first sentence per teacher, the LLMs' before the proxies' (an architecture built here, e.g.
     `llama`), from compact_eval.csv and healing.csv: what its k-layer cuts keep before healing (the range over the
@@ -128,7 +131,7 @@ def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
                 continue
             chosen = runs.sort_values("best_valid_ndcg@10", ascending=False, kind="stable").iloc[0]
             best = healed.loc[(chosen["criterion"], chosen["strategy"])]
-            said = [f"{method_name(c, s)} {pct(healed.loc[(c, s)])}" for c, s in (("fisher_empirical", "top-k"), ("random", "top-k"), FIRST_K)
+            said = [f"{method_name(c, s)} {pct(healed.loc[(c, s)])}" for c, s in FINDING_BESIDE
                     if (c, s) in healed.index and (c, s) != (chosen["criterion"], chosen["strategy"])]
             low, high = cut.iloc[0], cut.iloc[-1]
             teacher = (f"the {full.k}-layer proxy teacher `{model}` (" if model in ARCHS else
