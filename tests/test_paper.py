@@ -56,10 +56,14 @@ def test_headline_joins_datasets_per_model_and_method(tmp_path):
     (tmp_path / "ml-100k" / "healing.json").write_text(json.dumps(
         {"config": {"best_published": {"llama": ["calibration_loss", "greedy"]}}}))
     table = readme.headline(["ml-100k", "amazon-electronics", "missing"], k=2, results_dir=tmp_path)
-    assert list(table["method"]) == ["full model", "fisher_empirical / top-k + lora",  # not the unhealed one,
-                                     "calibration_loss / greedy + lora"]  # nor taylor: not the best published
+    assert list(table["method"]) == ["full model", "Fisher (empirical) + lora",  # not the unhealed one,
+                                     "SLEB, greedy removal + lora"]  # nor taylor: not the best published
     assert table.iloc[1]["MovieLens-100K NDCG@10 (kept [95% CI])"] == "0.1000 (50.0% [40.0, 60.0])"
     assert table.iloc[1]["Amazon Electronics speed-up measured / ideal"] == "1.50x / 1.80x"
+    pd.DataFrame(rows + [dict(rows[0], model="smollm2-135m")]).to_csv(tmp_path / "amazon-electronics" /
+                                                                       "compact_eval.csv", index=False)
+    table = readme.headline(["ml-100k", "amazon-electronics"], k=2, results_dir=tmp_path)
+    assert list(table["model"]) == ["smollm2-135m", "llama", "llama", "llama"]  # the LLM teacher first
 
 
 def test_finding_names_the_cut_range_and_the_method_chosen_on_validation_not_on_test(tmp_path):

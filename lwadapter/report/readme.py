@@ -26,7 +26,7 @@ def method_label(row) -> str:
         return f"{row.k} layers pretrained + adapted"
     if row.strategy == "full":
         return "full model"
-    return f"{row.criterion} / {row.strategy}" + (f" + {row.adapter}" if row.healed else " (not healed)")
+    return method_name(row.criterion, row.strategy) + (f" + {row.adapter}" if row.healed else " (not healed)")
 
 
 # healed rows of the README's table, besides the best published ("position": SLMRec's first-k cut)
@@ -37,7 +37,7 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
     """Test NDCG@10 and quality kept [95% CI] at k layers next to the full model, one column per dataset with a
     compact_eval.csv: Fisher, random, the first-k cut and the best published criterion (healing.json) healed, the
     controls of the same depth (from scratch on the study data, pretrained + adapted) and the from-scratch model as deep
-    as the full one; measured / FLOP-ideal speed-up of the k-layer model."""
+    as the full one; measured / FLOP-ideal speed-up of the k-layer model. The LLM teachers' rows come first."""
     frames = []
     for dataset in datasets:
         path = results_dir / dataset / "compact_eval.csv"
@@ -64,7 +64,9 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
                                     f"{DATASET_TITLES.get(dataset, dataset)} speed-up measured / ideal": speed}))
     if not frames:
         return pd.DataFrame()
-    return pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
+    table = pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
+    return table.sort_values("model", key=lambda models: models.isin(list(ARCHS)), kind="stable")\
+        .reset_index(drop=True)  # the LLM teachers first, then the proxies (an architecture built here)
 
 
 LLM_VARIANTS = ("-lora", "-lora-random-items", "-lora-own-items", "-scratch")  # an LLM's teacher, then its controls
