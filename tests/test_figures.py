@@ -114,3 +114,10 @@ def test_key_figure_sorts_the_healed_methods_below_the_untaught_runs_and_titles_
         "trained from scratch (study data)", "first k layers (SLMRec), fine-tuned without the teacher",
         "first k layers (SLMRec)", "random", "Fisher (empirical)"]
     assert [t.get_text() for t in before.get_legend().get_texts()] == ["Fisher (empirical)", "random"]  # no truth
+    assert "training seeds" not in after.get_xlabel()
+    repeats = pd.DataFrame({"model": "smollm2-135m", "criterion": ["random"] * 3, "strategy": "top-k", "k": 8,
+                            "adapter": "lora", "seed": [0, 1, 2], "quality_kept": [0.9, 0.8, 0.85]})
+    after = evaluation_figures.key_figure(table, 8, repeats=repeats).axes[1]
+    ticks = after.collections[-1].get_offsets()  # one tick a seed, on random's row (the fourth)
+    assert ticks[:, 0].tolist() == pytest.approx([0.9, 0.8, 0.85]) and set(ticks[:, 1]) == {3}
+    assert after.get_xlabel().endswith("|: each of 3 training seeds)")

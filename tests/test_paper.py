@@ -154,6 +154,19 @@ def test_comparison_words_follow_the_interval_not_the_point_estimate():
                       "XVsControlP": "0.1500", "XVsControlWord": "level with"}
 
 
+def test_seed_macros_state_the_spread_over_seeds_and_the_wins_per_seed():
+    repeats = pd.DataFrame({"model": "llama", "criterion": ["fisher_empirical"] * 3 + ["taylor"] * 3,
+                            "strategy": "top-k", "k": 8, "seed": [0, 1, 2] * 2,
+                            "quality_kept": [0.9, 1.0, 1.1, 0.8, 0.8, 0.8], "minus_random": [0.01, -0.01, 0.02] * 2,
+                            "minus_first_k": [-0.01, -0.02, 0.01] * 2})
+    macros = lwmacros.seed_macros("X", repeats, 8, {"llama": ["taylor", "top-k"]})
+    assert macros["XLlamaFisherHealedSeedMean"] == "100.0\\%" and macros["XLlamaFisherHealedSeedSd"] == "10.0"
+    assert macros["XLlamaFisherHealedSeedBeatsRandom"] == "2 of 3"
+    assert macros["XLlamaFisherHealedSeedBeatsFirstK"] == "1 of 3"
+    assert macros["XLlamaBestPublishedHealedSeedMin"] == "80.0\\%" and macros["XLlamaSeeds"] == "3"
+    assert lwmacros.seed_macros("X", repeats, 4) == {}
+
+
 def test_corpus_time_macros_state_the_future_share_or_that_it_is_unknown():
     time = {"comparable": True, "study_first_test": "1997-09-20", "corpus_first": "2000-04-25",
             "corpus_last": "2003-02-28", "share_after_study_first_test": 1.0}

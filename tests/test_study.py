@@ -1,9 +1,15 @@
 """The study's steps (lwadapter.study): which models and runs each notebook plans, and the tables it shows."""
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from lwadapter import runtime
+from lwadapter.train import Trained
 from lwadapter.study import adapter_healing, base_models, layer_scoring, layer_selection
 from lwadapter import selection
 from lwadapter.evaluate import evaluate_model
@@ -162,6 +168,10 @@ def test_healing_plan_heals_fisher_best_and_random_and_fisher_alone_at_other_k(c
     scarce = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, heal_all=True, scarce_rank=1)
     assert len(scarce[scarce["adapter"] == "lora"]) == 6  # every method at k = 8, Fisher at k = 4
     assert len(scarce[scarce["adapter"] == "lora-r1"]) == 5
+    headline = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, heal_all=True, scarce_rank=1,
+                                            scarce_all=False)
+    assert sorted(headline[headline["adapter"] == "lora-r1"]["criterion"]) == ["angular", "fisher_empirical",
+                                                                               "position", "random"]  # not taylor
     swept = adapter_healing.healing_plan(compact, 8, "fisher_empirical", best, sweep_all=True)
     assert ("taylor", 4) not in set(zip(swept["criterion"], swept["k"]))  # not best, not random, not Fisher
 
@@ -188,6 +198,33 @@ def test_budget_spread_is_best_minus_worst_method(compact):
     assert spread[("llama", "lora", "converged")] == pytest.approx(0.05)
     shares = adapter_healing.before_after(results.assign(epochs=3, stop_reason="patience"), {"llama": 0.5})
     assert shares["after / full"].max() == pytest.approx(1.0)
+
+
+def test_heal_repeats_heals_the_headline_runs_again_under_each_other_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "CACHE_DIR", tmp_path)
+    data, teacher = cyclic_data(), tiny(n_layers=4)
+    teachers = {"llama": Trained(teacher, pd.DataFrame(), {}, Path("teacher-0123"))}
+    runs = [("fisher_empirical", "top-k", "0 1"), ("taylor", "top-k", "0 2"), ("random", "top-k", "1 3"),
+            ("position", "first-k", "0 1"), ("angular", "block", "2 3")]
+    plan = pd.DataFrame([{"model": "llama", "criterion": c, "strategy": s, "k": 2, "kept_layers": kept,
+                          "adapter": "lora", "valid_before": 0.1} for c, s, kept in runs])
+    adapters = {"llama": {"lora": {"rank": 2}}}
+    train = dict(epochs=1, batch_size=16, lr=1e-2, patience=1)
+    results = adapter_healing.healing_results(plan, adapter_healing.heal_plan(plan, teachers, data, adapters, train),
+                                              adapters)
+    best = {"llama": ("taylor", "top-k")}  # angular is neither headline nor best: not repeated
+    repeats, repeated = adapter_healing.heal_repeats(results, 2, "fisher_empirical", best, [0, 1], teachers, data,
+                                                     adapters, train)
+    assert sorted(zip(repeats["seed"], repeats["criterion"])) == [
+        (0, "fisher_empirical"), (0, "position"), (0, "random"), (0, "taylor"),
+        (1, "fisher_empirical"), (1, "position"), (1, "random"), (1, "taylor")]
+    assert len(repeated) == 3  # Fisher and first-k keep the same layers: healed once a seed
+    again = repeats[repeats["seed"] == 1].set_index("criterion")["checkpoint"]
+    first = repeats[repeats["seed"] == 0].set_index("criterion")["checkpoint"]
+    assert not set(again) & set(first)  # another seed, another checkpoint
+    adapter_healing.write_repeats(SimpleNamespace(results=tmp_path, dataset="cyclic"), repeats, repeated)
+    assert json.loads((tmp_path / "healing_seeds.json").read_text())["config"]["seeds"] == [0, 1]
+    assert list(pd.read_csv(tmp_path / "healing_seeds.csv").columns) == adapter_healing.REPEAT_COLUMNS
 
 
 # ---------------------------------------------------------------------------------------------- 06 evaluation
@@ -249,3 +286,37 @@ def test_versus_controls_is_an_empty_table_when_no_control_has_k_layers():
     versus = study.versus_controls(per_user, 8, n_boot=50)
     assert versus.empty and list(versus.columns) == [c if c != "quality_kept" else "vs_control"
                                                      for c in evaluation.VERSUS]
+
+
+def test_repeats_measure_each_seed_against_random_and_first_k_of_the_same_seed(tmp_path, monkeypatch):
+    methods = [("fisher_empirical", "top-k"), ("random", "top-k"), ("position", "first-k")]
+    shift = {("fisher_empirical", 0): 0.3, ("random", 0): 0.1, ("position", 0): 0.2,
+             ("fisher_empirical", 1): 0.25, ("random", 1): 0.15, ("position", 1): 0.3}
+    runs = pd.DataFrame([{"model": "llama", "criterion": c, "strategy": s, "k": 2, "kept_layers": "0 1",
+                          "adapter": "lora", "seed": seed, "checkpoint": f"{c}-{seed}"}
+                         for seed in (0, 1) for c, s in methods])
+    runs.to_csv(tmp_path / "healing_seeds.csv", index=False)
+    (tmp_path / "healing_seeds.json").write_text(json.dumps({"config": {"weights": {}}, "seed": 0}))
+    frame = {c: pd.DataFrame({"user": range(20), "ndcg@10": np.full(20, shift[c.rsplit("-", 1)[0], 1])})
+             for c in runs["checkpoint"]}
+    monkeypatch.setattr(evaluation, "recorded_checkpoint", lambda dataset, checkpoint, *args: checkpoint)
+    monkeypatch.setattr(evaluation, "load_healed", lambda path, teacher: SimpleNamespace(model=path))
+    monkeypatch.setattr(evaluation, "merged", lambda model: model)
+    monkeypatch.setattr(evaluation, "evaluate_model", lambda model, data, split: frame[model])
+    study = evaluation.Study.__new__(evaluation.Study)
+    study.full, study.n_full = {"llama": SimpleNamespace(model=None)}, {"llama": 4}
+    per_user = {f"llama {c} {s} k=2 lora": pd.DataFrame({"user": range(20), "ndcg@10": np.full(20, shift[c, 0])})
+                for c, s in methods} | {"llama none full k=4": pd.DataFrame({"user": range(20),
+                                                                              "ndcg@10": np.full(20, 0.5)})}
+    repeats = study.repeats(SimpleNamespace(name="x"), SimpleNamespace(results=tmp_path), per_user)
+    fisher = repeats[repeats["criterion"] == "fisher_empirical"].set_index("seed")
+    assert fisher["quality_kept"].tolist() == pytest.approx([0.6, 0.5])
+    assert fisher["minus_random"].tolist() == pytest.approx([0.2, 0.1])
+    assert fisher["minus_first_k"].tolist() == pytest.approx([0.1, -0.05])
+    table = pd.DataFrame({"model": "llama", "criterion": "fisher_empirical", "strategy": "top-k", "k": 2,
+                          "healed": True, "adapter": "lora", "ci_low": [0.5], "ci_high": [0.7]}, index=[0])
+    noise = evaluation.noise_table(repeats, table).set_index("criterion")
+    assert noise.loc["fisher_empirical", "seeds"] == 2
+    assert noise.loc["fisher_empirical", "minus_first_k_min"] == pytest.approx(-0.05)
+    assert noise.loc["fisher_empirical", "bootstrap_half_width"] == pytest.approx(0.1)
+    assert np.isnan(noise.loc["random", "bootstrap_half_width"])  # not in the table: no interval

@@ -92,12 +92,13 @@ def method_name(criterion: str, strategy: str) -> str:
     return name if strategy == "top-k" else f"{name}, {STRATEGY_NAMES.get(strategy, strategy)}"
 
 
-def key_figure(compact_eval: pd.DataFrame, k: int, adapter: str = "lora"):
+def key_figure(compact_eval: pd.DataFrame, k: int, adapter: str = "lora", repeats: pd.DataFrame | None = None):
     """Which criterion, and how many layers can go? One row per model: (a) quality kept before healing (test
     NDCG@10 / the full model's) against layers kept, a line per method, random in black; (b) after healing with
     `adapter` at k, the methods sorted, each a dot with its paired 95% interval, the full model at 1, the k-layer
-    controls and the runs fine-tuned without the teacher in grey; the title states the best method's and random's
-    quality kept."""
+    controls and the runs fine-tuned without the teacher in grey, a tick at each training seed of the methods healed
+    again under other seeds (`repeats`: notebook 06's seed_repeats.csv); the title states the best method's and
+    random's quality kept."""
     frame = compact_eval[~compact_eval["criterion"].isin(GROUND_TRUTH)]
     frame = frame.assign(healed=frame["healed"].astype(bool),
                          method=[method_name(c, s) for c, s in zip(frame["criterion"], frame["strategy"])])
@@ -132,11 +133,18 @@ def key_figure(compact_eval: pd.DataFrame, k: int, adapter: str = "lora"):
         right.errorbar(rows["quality_kept"], y, xerr=err, fmt="none", ecolor="0.6", lw=1.2, capsize=2)
         right.scatter(rows["quality_kept"], y, s=36, zorder=3,
                       c=[colours.get(m, "0.55") for m in rows["method"]])
+        seeds = pd.DataFrame() if repeats is None else repeats[(repeats["model"] == model) & (repeats["k"] == k)]
+        where = dict(zip(zip(rows["criterion"], rows["strategy"], rows["adapter"]), y))
+        ticks = [(r.quality_kept, where[r.criterion, r.strategy, r.adapter]) for r in seeds.itertuples()
+                 if (r.criterion, r.strategy, r.adapter) in where]
+        if ticks:
+            right.scatter(*zip(*ticks), marker="|", s=90, color="0.15", lw=1.2, zorder=4)
         right.set_yticks(y, rows["method"], fontsize=8)
         right.axvline(1, color="0.3", lw=1)
         right.annotate("full model", (1, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
                        textcoords="offset points", fontsize=7, color="0.3")
-        right.set_xlabel(f"quality kept at k = {k}, healed ({adapter}; 95% paired interval)")
+        right.set_xlabel(f"quality kept at k = {k}, healed ({adapter}; 95% paired interval"
+                         + (f"; |: each of {seeds['seed'].nunique()} training seeds)" if ticks else ")"))
         best = healed.iloc[-1] if len(healed) else None
         random = healed[healed["method"] == "random"]
         if best is not None:

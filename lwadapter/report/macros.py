@@ -107,3 +107,24 @@ def corpus_time_macros(ds: str, time: dict) -> dict[str, str]:
     return {macro_name(ds, "corpus future share"): f"{100 * time['share_after_study_first_test']:.0f}\\%",
             macro_name(ds, "study first test"): time["study_first_test"],
             macro_name(ds, "corpus first"): time["corpus_first"]}
+
+
+def seed_macros(ds: str, repeats: pd.DataFrame, k: int, best_published: dict | None = None) -> dict[str, str]:
+    """Training noise of the healed headline methods at k (notebook 06's seed_repeats.csv), named <ds><model><label>
+    Seed<Quantity>: the seeds, test quality kept's mean, standard deviation (points) and range over them, and in how
+    many seeds the method beats random's and the first-k cut's run of the same seed."""
+    labels = {(c, s): label for label, (c, s, healed, adapter) in NAMED_VARIANTS.items() if healed and adapter == "lora"}
+    out = {}
+    for (model, criterion, strategy), frame in repeats[repeats["k"] == k].groupby(["model", "criterion", "strategy"]):
+        names = [labels[criterion, strategy]] if (criterion, strategy) in labels else []
+        if best_published and tuple(best_published.get(model, ())) == (criterion, strategy):
+            names.append("best published healed")
+        kept = 100 * frame["quality_kept"]
+        for label in names:
+            name = lambda *quantity: macro_name(ds, model, label, "seed", *quantity)  # noqa: E731
+            out |= {name("mean"): f"{kept.mean():.1f}\\%", name("sd"): f"{kept.std():.1f}",
+                    name("min"): f"{kept.min():.1f}\\%", name("max"): f"{kept.max():.1f}\\%",
+                    name("beats random"): f"{(frame['minus_random'] > 0).sum()} of {len(frame)}",
+                    name("beats first k"): f"{(frame['minus_first_k'] > 0).sum()} of {len(frame)}"}
+        out[macro_name(ds, model, "seeds")] = f"{frame['seed'].nunique()}"
+    return out

@@ -8,7 +8,7 @@ from lwadapter import score_ranks
 from lwadapter.report import evaluation_figures, layer_figures, training_figures
 from lwadapter.report.latex import TABLES_DIR, escape, write_table
 from lwadapter.report.macros import (NAMED_VARIANTS, corpus_time_macros, fmt, kept_macros, macro_name,
-                                     overlap_macros, paired_macros, versus_macros, write_macros)
+                                     overlap_macros, paired_macros, seed_macros, versus_macros, write_macros)
 from lwadapter.report.tables import (agreement_table, base_table, budget_table, depth_share_table, read_results,
                                      scenario_table, selection_table, study_data_models)
 from lwadapter.report.noise import write_noise
@@ -113,6 +113,8 @@ def dataset_macros(dataset: str, results: dict[str, pd.DataFrame], agree: pd.Dat
             for column in frame.columns[2:]:
                 spread = frame[column].max() - frame[column].min()
                 out[macro_name(ds, model, column.replace("lora-r1", "lora r one"), "spread")] = fmt(spread, 4)
+    if "seed_repeats" in results:
+        out.update(seed_macros(ds, results["seed_repeats"], k, best_published))
     if "criteria_tests" in results and len(results["criteria_tests"]):
         for (model, adapter), frame in results["criteria_tests"].groupby(["model", "adapter"]):
             out[macro_name(ds, model, adapter, "significant pairs")] = \
@@ -177,7 +179,7 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
                     f"{title}: compact models with {k} layers, before and after healing; quality kept = compact / "
                     "full NDCG@10 with a paired bootstrap interval; measured and FLOP-ideal speed-up.", folder=tables_dir)
         figures["healing"] = evaluation_figures.healing_effect(ev[ev["k"] == k])
-        figures["key"] = evaluation_figures.key_figure(ev, k)
+        figures["key"] = evaluation_figures.key_figure(ev, k, repeats=results.get("seed_repeats"))
         figures["speedup"] = evaluation_figures.speedups(ev)
         if "base_models" in results:
             from lwadapter.compare import training_compute

@@ -20,6 +20,8 @@ HEALING_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "adapte
 BUDGETS = {"valid_before": "0 steps", "valid_first": "1 epoch", "valid_after": "converged"}
 FIRST_K = ("position", "first-k")  # SLMRec's cut (layer_selection), healed with and without the teacher
 NO_KD = "lora-no-kd"  # the adapter fine-tuned on the labels alone
+REPEAT_COLUMNS = ["model", "criterion", "strategy", "k", "kept_layers", "adapter", "seed", "epochs", "best_epoch",
+                  "stop_reason", "train_seconds", "best_valid_ndcg@10", "checkpoint"]
 
 
 def valid_ndcg(model, data: SequenceData) -> float:
@@ -91,25 +93,38 @@ def adapter_specs(layer_scores: pd.DataFrame, archs, lora: dict, fisher: str, br
     return specs
 
 
+def headline_methods(fisher: str, best: tuple[str, str]) -> set[tuple[str, str]]:
+    """(criterion, strategy) of the headline comparison: Fisher, the best published criterion (`best`), random and
+    SLMRec's first-k cut."""
+    return {(fisher, "top-k"), best, ("random", "top-k"), FIRST_K}
+
+
+def headline_rows(frame: pd.DataFrame, fisher: str, best: dict) -> pd.DataFrame:
+    """The rows of `frame` that hold a headline method of their model (`best`: model -> best published method)."""
+    return frame[[(r.criterion, r.strategy) in headline_methods(fisher, best[r.model]) for r in frame.itertuples()]]
+
+
 def healing_plan(compact: pd.DataFrame, k: int, fisher: str, best: dict, sweep_all: bool = False,
-                 heal_all: bool = False, scarce_rank: int | None = None) -> pd.DataFrame:
+                 heal_all: bool = False, scarce_rank: int | None = None, scarce_all: bool = True) -> pd.DataFrame:
     """The rows of `compact` to heal, one per adapter: Fisher, the best published criterion, random and SLMRec's
     first-k cut at k (at every k with `sweep_all`, else Fisher alone at the other k; every method at k with
     `heal_all`) with "lora"; Fisher top-k at k also with "lora+bridge"; the first-k cut at k also with NO_KD (fine-tuned
-    without the teacher); every method at k also with LoRA of `scarce_rank` when given."""
+    without the teacher); every method at k (the headline methods alone without `scarce_all`) also with LoRA of
+    `scarce_rank` when given."""
     def chosen(row):
         method = (row.criterion, row.strategy)
         if row.k != k and not sweep_all:
             return method == (fisher, "top-k")
-        return method in {(fisher, "top-k"), best[row.model], ("random", "top-k"), FIRST_K} or (heal_all and row.k == k)
+        return method in headline_methods(fisher, best[row.model]) or (heal_all and row.k == k)
 
     scarce = scarce_adapter(scarce_rank)
     plan = compact[[chosen(r) for r in compact.itertuples()]].assign(adapter="lora")
     at_k = plan[plan["k"] == k]
     bridged = at_k[(at_k["criterion"] == fisher) & (at_k["strategy"] == "top-k")]
     cut = at_k[(at_k["criterion"] == FIRST_K[0]) & (at_k["strategy"] == FIRST_K[1])]
+    scarce_runs = at_k if scarce_all else headline_rows(at_k, fisher, best)
     return pd.concat([plan, bridged.assign(adapter="lora+bridge"), cut.assign(adapter=NO_KD),
-                      at_k.assign(adapter=scarce) if scarce else None], ignore_index=True)
+                      scarce_runs.assign(adapter=scarce) if scarce else None], ignore_index=True)
 
 
 def run_key(row) -> tuple:
@@ -149,6 +164,36 @@ def before_after(results: pd.DataFrame, full_valid: dict) -> pd.DataFrame:
             .rename(columns={"valid_before": "valid ndcg@10 before", "valid_after": "valid ndcg@10 after",
                              "before_share": "before / full", "after_share": "after / full"})
             .sort_index())
+
+
+def heal_repeats(results: pd.DataFrame, k: int, fisher: str, best: dict, seeds, teachers: dict, data: SequenceData,
+                 adapters: dict, train: dict, seed: int = 0, force: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The headline methods' plain-LoRA runs at k (the rows of `results`, healed under `seed`) healed again under each
+    other seed of `seeds`: (one row a run and seed, `seed`'s included; (run_key, seed) -> Trained of the repeats)."""
+    at_k = results[(results["k"] == k) & (results["adapter"] == "lora")]
+    runs = headline_rows(at_k, fisher, best)
+    frames, repeated = [runs.assign(seed=seed)], {}
+    for other in sorted(set(seeds) - {seed}):
+        healed = heal_plan(runs, teachers, data, adapters, train, seed=other, force=force)
+        frames.append(healing_results(runs, healed, adapters).assign(seed=other))
+        repeated |= {(key, other): t for key, t in healed.items()}
+    return pd.concat(frames, ignore_index=True).rename(columns={"valid_after": "best_valid_ndcg@10"}), repeated
+
+
+def write_repeats(folders: RunFolders, repeats: pd.DataFrame, repeated: dict, seed: int = 0) -> None:
+    """healing_seeds.csv (one row a run and seed) and healing_seeds.json (the seeds and the weights hash of every
+    repeated checkpoint; `seed`'s runs are healing.json's) in the set's results folder."""
+    write_csv(folders.results / "healing_seeds.csv", repeats[REPEAT_COLUMNS])
+    write_json(folders.results / "healing_seeds.json", provenance(
+        {"dataset": folders.dataset, "seeds": sorted(int(s) for s in repeats["seed"].unique()),
+         "weights": {t.path.name: weights_hash(t.path) for t in repeated.values()}}, seed))
+
+
+def repeat_table(repeats: pd.DataFrame) -> pd.DataFrame:
+    """(model, method) x seed: best validation NDCG@10, with the mean and standard deviation over seeds."""
+    table = repeats.assign(method=repeats["strategy"] + ": " + repeats["criterion"])\
+        .pivot_table(index=["model", "method"], columns="seed", values="best_valid_ndcg@10")
+    return table.assign(mean=table.mean(axis=1), sd=table.std(axis=1))
 
 
 def healing_curves(plan: pd.DataFrame, healed: dict, compact: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,9 @@ from lwadapter.study.base_models import load_base_models, model_families, read_b
 
 HEADLINE = ["model", "criterion", "strategy", "healed", "adapter", "ndcg@10", "hr@10", "quality_kept", "ci_low",
             "ci_high", "p_value", "ndcg@10_unmasked", "ideal_speedup", "params"]
+REPEATS = ["model", "criterion", "strategy", "k", "adapter", "seed", "ndcg@10", "quality_kept", "minus_random",
+           "minus_first_k"]
+RUN = ["model", "criterion", "strategy", "k", "adapter"]
 VERSUS = ["model", "control", "criterion", "strategy", "k", "healed", "adapter", "ndcg@10", "quality_kept", "ci_low",
           "ci_high", "p_value"]
 
@@ -157,6 +160,38 @@ class Study:
             tests["significant"] = tests["p_holm"] < 0.05
         return tests
 
+    def repeats(self, data: SequenceData, folders: RunFolders, per_user: dict) -> pd.DataFrame:
+        """Notebook 05's headline runs healed under several seeds (healing_seeds.csv) on the test users, one row a run
+        and seed: NDCG@10, quality kept (of the teacher's) and the mean per-user difference from random's and from the
+        first-k cut's run of the same seed. The run under notebook 05's seed is its variant here; the others are
+        loaded, hash-checked. Empty (REPEATS columns) before notebook 05 has written the file."""
+        path, record = folders.results / "healing_seeds.csv", folders.results / "healing_seeds.json"
+        if not path.exists():
+            return pd.DataFrame(columns=REPEATS)
+        runs = read_results_csv(path, dtype={"kept_layers": str})
+        runs = runs[runs["model"].isin(self.full)]
+        info = read_results_json(record)
+        ndcg = []
+        for r in tqdm(runs.itertuples(), total=len(runs), desc="seeds"):
+            if r.seed == info["seed"]:
+                users = per_user[f"{r.model} {r.criterion} {r.strategy} k={r.k} {r.adapter}"]
+            else:
+                checkpoint = recorded_checkpoint(data.name, r.checkpoint, info["config"]["weights"], "05", record)
+                users = evaluate_model(merged(load_healed(checkpoint, self.full[r.model].model).model), data,
+                                       split="test")
+            ndcg.append(users.set_index("user").sort_index()["ndcg@10"])
+        teacher = {arch: per_user[f"{arch} none full k={n}"]["ndcg@10"].mean() for arch, n in self.n_full.items()}
+        runs = runs.assign(**{"ndcg@10": [u.mean() for u in ndcg]}).reset_index(drop=True)
+
+        def minus(criterion, strategy):
+            same = {(r.model, r.seed): ndcg[i] for i, r in enumerate(runs.itertuples())
+                    if (r.criterion, r.strategy) == (criterion, strategy)}
+            return [(ndcg[i] - same[r.model, r.seed]).mean() if (r.model, r.seed) in same else float("nan")
+                    for i, r in enumerate(runs.itertuples())]
+
+        return runs.assign(quality_kept=runs["ndcg@10"] / runs["model"].map(teacher),
+                           minus_random=minus("random", "top-k"), minus_first_k=minus("position", "first-k"))[REPEATS]
+
     def scenario_variants(self, k: int, criteria) -> pd.DataFrame:
         """The variants the scenarios compare: full and from-scratch models, every healed one at k and the unhealed
         top-k compact models of `criteria` at k."""
@@ -178,6 +213,20 @@ def write_evaluation(data: SequenceData, folders: RunFolders, base_models, k: in
         "dataset": data.name, "base_models": base_models, "k": k, "scenario_criteria": scenario_criteria,
         "cold_items": cold_items, "n_boot": n_boot, "bench_batch": bench_batch, "bench_repeats": bench_repeats,
         "healing": healing, "history_cuts": scenarios.history_cuts([len(t) for t in data.train])}, seed))
+
+
+def noise_table(repeats: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Per repeated method: its seeds; test quality kept as mean, standard deviation, minimum and maximum over them,
+    beside the half-width of its bootstrap interval over users (compact_eval's `table`, notebook 05's seed); its mean
+    difference in NDCG@10 from random and from the first-k cut with the smallest over the seeds."""
+    summary = repeats.groupby(RUN).agg(
+        seeds=("seed", "nunique"), kept_mean=("quality_kept", "mean"), kept_sd=("quality_kept", "std"),
+        kept_min=("quality_kept", "min"), kept_max=("quality_kept", "max"), minus_random=("minus_random", "mean"),
+        minus_random_min=("minus_random", "min"), minus_first_k=("minus_first_k", "mean"),
+        minus_first_k_min=("minus_first_k", "min")).reset_index()
+    healed = table[table["healed"]].assign(bootstrap_half_width=(table["ci_high"] - table["ci_low"]) / 2)
+    return summary.merge(healed[RUN + ["bootstrap_half_width"]], on=RUN, how="left")\
+        .sort_values(["model", "kept_mean"], ascending=[True, False])
 
 
 def versus_table(versus: pd.DataFrame) -> pd.DataFrame:
