@@ -60,6 +60,13 @@ def test_headline_joins_datasets_per_model_and_method(tmp_path):
                                      "SLEB, greedy removal + lora"]  # nor taylor: not the best published
     assert table.iloc[1]["MovieLens-100K NDCG@10 (kept [95% CI])"] == "0.1000 (50.0% [40.0, 60.0])"
     assert table.iloc[1]["Amazon Electronics speed-up measured / ideal"] == "1.50x / 1.80x"
+    assert not any("seeds" in column for column in table.columns)  # no seed_repeats.csv: no column
+    pd.DataFrame({"model": "llama", "criterion": "fisher_empirical", "strategy": "top-k", "k": 2, "adapter": "lora",
+                  "seed": [0, 1, 2], "quality_kept": [0.5, 0.4, 0.6]}).to_csv(tmp_path / "ml-100k" /
+                                                                              "seed_repeats.csv", index=False)
+    table = readme.headline(["ml-100k"], k=2, results_dir=tmp_path)
+    seeds = table["MovieLens-100K kept over training seeds: mean (range)"]
+    assert seeds.tolist() == ["", "50.0% (40.0 to 60.0; 3 seeds)", ""]
     pd.DataFrame(rows + [dict(rows[0], model="smollm2-135m")]).to_csv(tmp_path / "amazon-electronics" /
                                                                        "compact_eval.csv", index=False)
     table = readme.headline(["ml-100k", "amazon-electronics"], k=2, results_dir=tmp_path)
@@ -89,6 +96,12 @@ def test_finding_names_the_cut_range_and_the_method_chosen_on_validation_not_on_
         "keeps 20% (random) to 75% (first k layers (SLMRec)) of its quality before healing; healed with LoRA + "
         "distillation, the method chosen on validation users, Fisher (empirical), keeps 95.0% [85.0, 105.0] (beside "
         "it: random 70.0% [60.0, 80.0]; first k layers (SLMRec) 97.0% [87.0, 107.0]).")
+    pd.DataFrame({"model": "smollm2-135m", "criterion": ["random"] * 2 + ["fisher_empirical"] * 2, "k": 8,
+                  "strategy": "top-k", "adapter": "lora", "seed": [0, 1] * 2,
+                  "quality_kept": [0.7, 0.6, 0.95, 0.9]}).to_csv(tmp_path / "amazon-electronics" / "seed_repeats.csv")
+    assert readme.finding(["amazon-electronics"], 8, tmp_path).endswith(
+        "Healed under 2 training seeds, test quality kept ranges: Fisher (empirical) 90.0% to 95.0%; random 60.0% to "
+        "70.0%.")  # the chosen method first, each method once
 
 
 def test_depth_shares_give_each_method_its_lower_middle_upper_percent_at_every_k():

@@ -4,6 +4,7 @@ results/<dataset>/ (report.benchmarks builds the step table and the benchmarks' 
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,6 +28,18 @@ def method_label(row) -> str:
     if row.strategy == "full":
         return "full model"
     return method_name(row.criterion, row.strategy) + (f" + {row.adapter}" if row.healed else " (not healed)")
+
+
+def seed_ranges(path, k: int) -> dict[tuple, tuple[float, float, float, int]]:
+    """(model, criterion, strategy, adapter) -> (mean, min, max test quality kept in %, seeds) over the training seeds
+    of notebook 06's seed_repeats.csv at k (runs healed under more than one seed only; none without the file)."""
+    if not Path(path).exists():
+        return {}
+    repeats = pd.read_csv(path)
+    return {key: (100 * f["quality_kept"].mean(), 100 * f["quality_kept"].min(), 100 * f["quality_kept"].max(),
+                  f["seed"].nunique())
+            for key, f in repeats[repeats["k"] == k].groupby(["model", "criterion", "strategy", "adapter"])
+            if f["seed"].nunique() > 1}
 
 
 # healed rows of the README's table, besides the best published ("position": SLMRec's first-k cut)
@@ -58,10 +71,14 @@ def headline(datasets, k: int = 8, results_dir=RESULTS_DIR) -> pd.DataFrame:
                 for r in rows.rename(columns={"ndcg@10": "ndcg_10"}).itertuples()]
         speed = [f"{r.speedup:.2f}x / {r.ideal_speedup:.2f}x" if r.strategy not in ("scratch", "pretrained", "full")
                  else "" for r in rows.itertuples()]
-        frames.append(pd.DataFrame({"model": rows["model"].to_numpy(),
-                                    "method": [method_label(r) for r in rows.itertuples()],
-                                    f"{DATASET_TITLES.get(dataset, dataset)} NDCG@10 (kept [95% CI])": cell,
-                                    f"{DATASET_TITLES.get(dataset, dataset)} speed-up measured / ideal": speed}))
+        title, seeds = DATASET_TITLES.get(dataset, dataset), seed_ranges(results_dir / dataset / "seed_repeats.csv", k)
+        frame = pd.DataFrame({"model": rows["model"].to_numpy(), "method": [method_label(r) for r in rows.itertuples()],
+                              f"{title} NDCG@10 (kept [95% CI])": cell, f"{title} speed-up measured / ideal": speed})
+        if seeds:
+            frame[f"{title} kept over training seeds: mean (range)"] = [
+                "{:.1f}% ({:.1f} to {:.1f}; {} seeds)".format(*seeds[key]) if key in seeds else ""
+                for key in zip(rows["model"], rows["criterion"], rows["strategy"], rows["adapter"])]
+        frames.append(frame)
     if not frames:
         return pd.DataFrame()
     table = pd.concat([f.set_index(["model", "method"]) for f in frames], axis=1).fillna("").reset_index()
@@ -114,7 +131,8 @@ def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
     """The README's first sentence per teacher, the LLMs' before the proxies' (an architecture built here, e.g.
     `llama`), from compact_eval.csv and healing.csv: what its k-layer cuts keep before healing (the range over the
     selection methods), and after healing with LoRA + distillation the method chosen on validation users, empirical
-    Fisher, random and SLMRec's first-k cut (quality kept on test, paired 95% interval)."""
+    Fisher, random and SLMRec's first-k cut (quality kept on test, paired 95% interval), and the range of those healed
+    under several training seeds (seed_repeats.csv)."""
     pct = lambda row: f"{100 * row.quality_kept:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]"  # noqa: E731
     sentences = []
     for dataset in datasets:
@@ -136,6 +154,10 @@ def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
             said = [f"{method_name(c, s)} {pct(healed.loc[(c, s)])}" for c, s in FINDING_BESIDE
                     if (c, s) in healed.index and (c, s) != (chosen["criterion"], chosen["strategy"])]
             low, high = cut.iloc[0], cut.iloc[-1]
+            seeds = seed_ranges(results_dir / dataset / "seed_repeats.csv", k)
+            over = [(*seeds[model, c, s, "lora"], method_name(c, s)) for c, s in
+                    dict.fromkeys([(chosen["criterion"], chosen["strategy"]), *FINDING_BESIDE])
+                    if (model, c, s, "lora") in seeds]
             teacher = (f"the {full.k}-layer proxy teacher `{model}` (" if model in ARCHS else
                        f"the LoRA-tuned LLM `{model}` ({full.k} layers, ")
             sentences.append((model in ARCHS,
@@ -144,7 +166,10 @@ def finding(datasets, k: int = 8, results_dir=RESULTS_DIR) -> str:
                 f"({method_name(low.criterion, low.strategy)}) to {100 * high.quality_kept:.0f}% "
                 f"({method_name(high.criterion, high.strategy)}) of its quality before healing; healed with LoRA + "
                 f"distillation, the method chosen on validation users, {method_name(*best.name)}, keeps {pct(best)}"
-                + (f" (beside it: {'; '.join(said)})" if said else "") + "."))
+                + (f" (beside it: {'; '.join(said)})" if said else "") + "."
+                + (f" Healed under {over[0][3]} training seeds, test quality kept ranges: "
+                   + "; ".join(f"{name} {least:.1f}% to {most:.1f}%" for _, least, most, _, name in over) + "."
+                   if over else "")))
     return "\n\n".join(text for _, text in sorted(sentences, key=lambda pair: pair[0]))
 
 
@@ -170,7 +195,8 @@ KEY_FIGURE_CAPTION = ("Which criterion, and how many layers can go? Left: qualit
                       "model / the full teacher's) before healing against decoder layers kept, one line per selection "
                       "method, random in black. Right: the compact models healed with LoRA rank 8 + distillation at k, "
                       "sorted, each with its paired 95% bootstrap interval; in grey the controls of the same depth and "
-                      "SLMRec's first-k cut fine-tuned without the teacher.")
+                      "SLMRec's first-k cut fine-tuned without the teacher; a tick at each training seed of the methods "
+                      "healed again under other seeds.")
 
 
 def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | None = None) -> str:
@@ -182,7 +208,9 @@ def readme_results(datasets, k: int = 8, results_dir=RESULTS_DIR, figure: str | 
             "32-layer proxy pretrained on the corpus and adapted, an LLM's checkpoint name (`smollm2-135m`) that LLM "
             "LoRA-tuned as a recommender and merged; quality kept = compact / full NDCG@10 on the same users "
             f"(95% paired bootstrap interval); k = {k} of the full model's layers; speed-up of the {k}-layer model "
-            "on one CPU batch, measured against the FLOP ratio (`results/<dataset>/compact_eval.csv`).\n\n"
+            "on one CPU batch, measured against the FLOP ratio (`results/<dataset>/compact_eval.csv`); where the "
+            "headline methods were healed again under other training seeds, their test quality kept over the seeds "
+            "(`results/<dataset>/seed_repeats.csv`).\n\n"
             + markdown_table(table))
     base = base_headline(datasets, results_dir)
     if not base.empty:
