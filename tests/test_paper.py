@@ -177,6 +177,8 @@ def test_seed_macros_state_the_spread_over_seeds_and_the_wins_per_seed():
     assert macros["XLlamaFisherHealedSeedBeatsRandom"] == "2 of 3"
     assert macros["XLlamaFisherHealedSeedBeatsFirstK"] == "1 of 3"
     assert macros["XLlamaBestPublishedHealedSeedMin"] == "80.0\\%" and macros["XLlamaSeeds"] == "3"
+    random = lwmacros.seed_macros("X", repeats.assign(criterion="random"), 8)
+    assert "XLlamaRandomHealedSeedBeatsFirstK" in random and "XLlamaRandomHealedSeedBeatsRandom" not in random
     assert lwmacros.seed_macros("X", repeats, 4) == {}
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 
 from lwadapter.report.latex import TABLES_DIR
 from lwadapter.results import atomic_write_text
+from lwadapter.study.adapter_healing import FIRST_K
 
 
 def macro_name(*parts) -> str:
@@ -123,8 +124,10 @@ def seed_macros(ds: str, repeats: pd.DataFrame, k: int, best_published: dict | N
         for label in names:
             name = lambda *quantity: macro_name(ds, model, label, "seed", *quantity)  # noqa: E731
             out |= {name("mean"): f"{kept.mean():.1f}\\%", name("sd"): f"{kept.std():.1f}",
-                    name("min"): f"{kept.min():.1f}\\%", name("max"): f"{kept.max():.1f}\\%",
-                    name("beats random"): f"{(frame['minus_random'] > 0).sum()} of {len(frame)}",
-                    name("beats first k"): f"{(frame['minus_first_k'] > 0).sum()} of {len(frame)}"}
+                    name("min"): f"{kept.min():.1f}\\%", name("max"): f"{kept.max():.1f}\\%"}
+            for other, column in ((("random", "top-k"), "minus_random"), (FIRST_K, "minus_first_k")):
+                if (criterion, strategy) != other:  # never against itself
+                    out[name("beats", other[0] if other[1] == "top-k" else "first k")] = \
+                        f"{(frame[column] > 0).sum()} of {len(frame)}"
         out[macro_name(ds, model, "seeds")] = f"{frame['seed'].nunique()}"
     return out
