@@ -39,6 +39,12 @@ def test_llm_speed_section_states_the_cpu_the_passes_and_the_ratios(tmp_path):
     assert "| after / before | 2.50x | 2.50x |" in text
     assert "m: healing step 5 -> 12 tokens/s (2.50x); compact forward (2 of 4 layers): 1.90x measured / 2.00x" in text
     assert benchmarks.llm_speed(tmp_path / "none") == "not measured yet: run `make benchmark-llm`."
+    (tmp_path / "llm_speed_avx2.csv").write_text((tmp_path / "llm_speed.csv").read_text())  # another machine's run
+    (tmp_path / "llm_speed_avx2.json").write_text(json.dumps({"config": {
+        "cpu": "Other CPU", "threads": 2, "command": "python -m lwadapter.bench.llm_speed --out llm_speed_avx2",
+        "dataset": "toy", "steps": 4, "repeats": 3}}))
+    both = benchmarks.llm_speed(tmp_path)
+    assert both.startswith(text) and "\n\nMeasured on Other CPU, 2 threads" in both
 
 
 def test_step_times_come_from_the_runner_and_leave_out_the_notebook_writing_them(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ the same seeded draw of windows for every lever (only their grouping into batche
 - a healing step (the model's `keep` layers as a compact student with LoRA rank 8, distilled from the full model);
 - an evaluation pass (forward, no gradient) of the same batches;
 - the compact student's forward speed-up over the full model, measured (evaluate.compare_efficiency) and FLOP-ideal.
-Writes results/benchmarks/llm_speed.csv (+ .json with the run information). A benchmark, never a test.
+Writes results/benchmarks/llm_speed.csv (+ .json with the run information; `--out` names another file, so that each
+CPU kind keeps its own). A benchmark, never a test.
 """
 
 import argparse
@@ -193,13 +194,15 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     parser.add_argument("--steps", type=int, default=4, help="timed steps per lever (the same examples for each)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over them; the median is kept")
+    parser.add_argument("--out", default="llm_speed", help="results/benchmarks/<out>.csv (+ .json): another name "
+                        "keeps another machine's run beside this one's (e.g. llm_speed_avx2)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     runtime.quiet()
     table = benchmark(args.dataset, args.models, args.steps, args.repeats)
     out = runtime.RESULTS_DIR / "benchmarks"
-    write_csv(out / "llm_speed.csv", table)
-    write_json(out / "llm_speed.json", provenance({
+    write_csv(out / f"{args.out}.csv", table)
+    write_json(out / f"{args.out}.json", provenance({
         "command": "python -m lwadapter.bench.llm_speed " + " ".join(sys.argv[1:] if argv is None else argv),
         "dataset": args.dataset, "models": args.models, "steps": args.steps, "repeats": args.repeats, "keep": KEEP, "threads": runtime.THREADS,
         "cpu": cpu_name()}, 0))

@@ -20,10 +20,15 @@ def _cpu(info: dict) -> str:
 
 
 def llm_speed(folder=BENCHMARKS_DIR) -> str:
-    """Tokens/s of SmolLM2 and Gemma-3 per cumulative speed lever, healing before -> after, compact speed-up."""
-    path = folder / "llm_speed.csv"
-    if not path.exists():
+    """Tokens/s of SmolLM2 and Gemma-3 per cumulative speed lever, healing before -> after, compact speed-up: one
+    paragraph per machine measured (llm_speed*.csv, e.g. llm_speed_avx2.csv from `--out llm_speed_avx2`)."""
+    paths = sorted(folder.glob("llm_speed*.csv"))
+    if not paths:
         return MISSING.format("make benchmark-llm")
+    return "\n\n".join(_llm_speed(path) for path in paths)
+
+
+def _llm_speed(path) -> str:
     table, info = pd.read_csv(path), json.loads(path.with_suffix(".json").read_text())["config"]
     matmul = table[table["model"] == "machine"].set_index("lever")["achieved_tflops"]
     models = [m for m in table["model"].unique() if m != "machine"]

@@ -221,7 +221,11 @@ def build(dataset: str, results_dir, k: int = 8, criteria=None, tables_dir=TABLE
         write_table(f"{dataset}_scenarios", scenario_table(results["scenarios"]),
                     f"{title}: NDCG@10 by scenario: all test users, history-length tertiles, cold start (users with "
                     "few training items; every user's history cut to its last items), and item similarity against "
-                    "co-occurrence (by input embeddings or next-item predictions).", folder=tables_dir)
+                    "co-occurrence (by input embeddings or next-item predictions)" + (
+                        "; cold-start items: test items held out of training, ranked among all items and among the "
+                        "held-out ones by the models trained without them"
+                        if (results["scenarios"]["scenario"] == "cold-start items").any() else "") + ".",
+                    folder=tables_dir)
         figures["scenarios"] = evaluation_figures.scenario_bars(results["scenarios"])
     healing, corpus = results_dir / dataset / "healing.json", results_dir / dataset / "corpus_stats.json"
     best = json.loads(healing.read_text())["config"]["best_published"] if healing.exists() else None

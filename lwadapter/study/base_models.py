@@ -160,19 +160,23 @@ def results_on_test(data: SequenceData, specs: dict, trained: dict, pretrained: 
 
 def write_base_models(folders: RunFolders, results: pd.DataFrame, specs: dict, train: dict, corpus: str,
                       pretrained: dict, models: dict, llm_models=(), llm_recipes: dict | None = None,
-                      seed: int = 0) -> None:
+                      held_out: tuple[list, dict] = ([], {}), seed: int = 0) -> None:
     """base_models.csv (the table) and base_models.json (specs, `train` (the recipe of parts 1-2, which notebooks
-    03 and 05 reuse), checkpoints, which of them are part 3's `llm_models` and their `llm_recipes`) in the set's
-    results folder."""
+    03 and 05 reuse), checkpoints, which of them are part 3's `llm_models` and their `llm_recipes`, and the
+    cold-start items' `held_out` (llm_teachers.held_out_models: items, name -> Trained)) in the set's results
+    folder."""
     out = folders.results
+    items, cold = held_out
     write_csv(out / "base_models.csv", results)
     write_json(out / "base_models.json",
                provenance({"dataset": folders.dataset, "models": specs, "train": train, "corpus": corpus,
                            "llm_models": list(llm_models), "llm_recipes": llm_recipes or {},
                            "pretrained": {name: t.path.name for name, t in pretrained.items()},
                            "checkpoints": {name: t.path.name for name, t in models.items()},
+                           "held_out": {"items": items, "checkpoints": {name: t.path.name for name, t in cold.items()}},
                            "weights": {t.path.name: weights_hash(t.path) for t in [*pretrained.values(),
-                                                                                   *models.values()]}}, seed))
+                                                                                   *models.values(), *cold.values()]}},
+                          seed))
 
 
 def results_table(results: pd.DataFrame) -> pd.DataFrame:

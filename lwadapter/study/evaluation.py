@@ -5,9 +5,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lwadapter import compare, scenarios
+from lwadapter.cold_items import cold_item_table, initial_model, restore_item_rows, without_items
 from lwadapter.compact import compact_model
 from lwadapter.evaluate import evaluate_model, history_batch
 from lwadapter.healing import load_healed, merged
+from lwadapter.lora_recommender import load_checkpoint
 from lwadapter.recorded import recorded_checkpoint
 from lwadapter.metrics import paired_test
 from lwadapter.models import decoder_layers
@@ -198,6 +200,40 @@ class Study:
         v = self.variants
         return v[v["strategy"].isin(["full", "scratch"]) | ((v["k"] == k) & (
             v["healed"] | ((v["strategy"] == "top-k") & v["criterion"].isin(criteria))))]
+
+    def scenarios(self, data: SequenceData, folders: RunFolders, chosen: pd.DataFrame, per_user: dict,
+                  cold_items: int = 3, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """scenarios.scenario_table of `chosen`'s models (scenario_variants), then the cold-start items
+        (cold_item_cases)."""
+        cases = scenarios.scenario_table({v.name: self.models[v.name] for v in chosen.itertuples()}, data,
+                                         per_user=per_user, cold_items=cold_items, n_boot=n_boot, seed=seed)
+        cold = self.cold_item_cases(data, folders, chosen, n_boot, seed)
+        return pd.concat([cases, cold], ignore_index=True) if len(cold) else cases
+
+    def cold_item_cases(self, data: SequenceData, folders: RunFolders, chosen: pd.DataFrame, n_boot: int = 1000,
+                        seed: int = 0) -> pd.DataFrame:
+        """The cold-start items scenario (cold_items.cold_item_table): notebook 02's models trained without the
+        held-out items, hash-checked, an LLM's item rows of them given back their title start, the LLM also cut to
+        the kept layers of `chosen`'s compact models of its family (unhealed: no healing saw this teacher), and
+        most-popular. Empty when notebook 02 held out no items."""
+        record = folders.results / "base_models.json"
+        config = read_base_models(folders)["config"]
+        items, checkpoints = config.get("held_out", {}).get("items", []), config.get("held_out", {}).get("checkpoints")
+        if not items:
+            return pd.DataFrame(columns=scenarios.COLUMNS)
+        cold, families, models = without_items(data, items), model_families(config), {}
+        for name, folder in checkpoints.items():
+            base = name.removesuffix("-held-out-items")
+            model = load_checkpoint(recorded_checkpoint(data.name, folder, config["weights"], "02", record), data).model
+            if "lora" in config["models"][base]:
+                restore_item_rows(model, initial_model(config["models"][base], data), items)
+            models[name] = model
+            if self.teacher_of.get(families[base]) != base:
+                continue
+            cuts = chosen[(chosen["model"] == families[base]) & (chosen["kept_layers"] != "")]
+            for r in cuts.drop_duplicates(["criterion", "strategy", "kept_layers"]).itertuples():
+                models[f"{name} {r.criterion} {r.strategy} k={r.k}"] = compact_model(model, kept_list(r.kept_layers))
+        return cold_item_table(models, cold, items, n_boot=n_boot, seed=seed)
 
 
 def headline(table: pd.DataFrame, k: int) -> pd.DataFrame:

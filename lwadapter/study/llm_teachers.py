@@ -4,6 +4,7 @@ lwadapter.lora_recommender) and the controls that say what pretraining and item 
 import json
 from dataclasses import dataclass
 
+from lwadapter import cold_items
 from lwadapter.checkpoints import resolve_checkpoint
 from lwadapter.lora_recommender import train_or_fine_tune
 from lwadapter.models import ARCHS
@@ -120,6 +121,28 @@ def fine_tune_llms(data: SequenceData, checkpoints, llm_model: dict, lora: dict,
     return LLMTeachers(specs, trained, study_label_share(users, data, llm_model["max_len"]),
                        {"llm_train": train, "llm_train_for": train_for, "scratch_train": scratch_train,
                         "llm_precision": precision})
+
+
+def held_out_models(data: SequenceData, n_items: int, llms: dict, baselines: dict, n_users: int | None,
+                    seed: int = 0, force: bool = False) -> tuple[list[int], dict]:
+    """Cold-start items (lwadapter.cold_items): `n_items` test targets held out of every training input, and the
+    LoRA teachers of `llms` (on training_users) and the ID-only `baselines` (name -> Trained each) trained again
+    without them by their own spec and recipe: (the held-out items, <name>-held-out-items -> Trained); ([], {}) for
+    0. A LoRA teacher must start its item rows from titles (what it can know of a new item)."""
+    if not n_items:
+        return [], {}
+    items = cold_items.held_out_items(data, n_items, seed)
+    cold = cold_items.without_items(data, items)
+    out = {}
+    for name, trained in {**{n: t for n, t in llms.items() if n.endswith("-lora")}, **baselines}.items():
+        spec, train = trained.meta["config"]["model"], trained.meta["config"]["train"]
+        if "lora" in spec and (spec.get("item_init") != "title" or spec["lora"].get("item_codes")):
+            raise ValueError(f"held_out_items: {name} does not start its item rows from titles, so it knows nothing "
+                             f"of a held-out item: set held_out_items = 0 for this dataset")
+        users = training_users(cold, n_users, seed) if "lora" in spec else cold
+        out[f"{name}-held-out-items"] = train_or_fine_tune(f"{name}-held-out-items", users, spec, train, seed=seed,
+                                                           force=force)
+    return items, out
 
 
 def llm_pairs(specs: dict, baseline: str, references=()) -> list[tuple[str, str]]:
