@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reproduce reproduce-amazon notebooks training-noise test test-other-path unit scale gpu-check paper clean benchmark-training benchmark-llm html
+.PHONY: help setup reproduce reproduce-amazon notebooks training-noise test test-other-path unit scale gpu-check paper clean benchmark-training benchmark-llm benchmark-test html
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -52,6 +52,9 @@ benchmark-training: setup  ## training throughput at 2/8/32 layers per speed lev
 
 benchmark-llm: setup  ## SmolLM2 and Gemma-3 speed per lever (head, bf16, buckets), healing, eval, compact -> results/benchmarks/llm_speed.csv
 	TQDM_DISABLE=1 $(BIN)/python -m lwadapter.bench.llm_speed
+
+benchmark-test: setup  ## `make test` on a fresh clone of HEAD, timed (as long as CI) -> results/benchmarks/test_time.csv
+	$(BIN)/python -m lwadapter.bench.test_time
 
 html: setup  ## the executed notebooks as static HTML pages (stored outputs, no execution) -> results/html/index.html
 	$(BIN)/python -m lwadapter.report.html

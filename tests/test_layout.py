@@ -9,7 +9,8 @@ import lwadapter
 PACKAGE = Path(lwadapter.__file__).parent
 STAGES = ["numerics", "runtime", "results", "sequences", "raw_files", "readers", "data", "corpus", "checkpoints", "models",
           "metrics", "evaluate", "train", "recorded", "transfer", "pretrain", "compact", "layer_gradients", "score_ranks",
-          "scoring", "selection", "healing", "item_factors", "lora_recommender", "compare", "scenarios", "reexecution", "runner"]
+          "scoring", "selection", "healing", "item_factors", "lora_recommender", "compare", "scenarios", "cold_items", "reexecution",
+          "runner"]
 
 
 def imported(path: Path) -> set[str]:

@@ -134,7 +134,19 @@ def step_times(runs=(("ci", RUNS_DIR / "ci"), ("study", RESULTS_DIR)), datasets=
     wide = wide.map(lambda s: "" if pd.isna(s) else f"{s:,.0f} s")
     machines = table.groupby("run").agg(cpu=("cpu", "first"), numerics=("numerics", "first"), date=("date", "max"))
     where = "; ".join(f"{run}: {r.cpu}, {r.numerics} paths, {r.date}" for run, r in machines.iterrows())
-    return f"Wall time per notebook, 2 threads ({where}):\n\n" + markdown_table(wide.reset_index())
+    return f"Wall time per notebook, 2 threads ({where}):\n\n" + markdown_table(wide.reset_index()) + test_time()
+
+
+def test_time(folder=BENCHMARKS_DIR) -> str:
+    """`make test` on a fresh clone per CPU and commit (test_time.csv of lwadapter.bench.test_time), or nothing."""
+    path = folder / "test_time.csv"
+    if not path.exists():
+        return ""
+    table = pd.read_csv(path)
+    rows = pd.DataFrame({"CPU": table["cpu"], "date": table["date"], "commit": table["commit"],
+                         "minutes": table["minutes"].map(lambda m: f"{m:.0f}"), "pytest": table["summary"]})
+    return ("\n\n`make test` on a fresh clone, every model trained from an empty cache (what CI runs, 2 threads; "
+            "`make benchmark-test`):\n\n" + markdown_table(rows))
 
 
 def llm_training(results_dir=RESULTS_DIR, datasets=("ml-100k", "amazon-electronics")) -> str:
