@@ -178,10 +178,15 @@ class DistillationLoss:
     same batch, so none of its activations is kept; its hidden states recorded only when matched). With
     hidden_weight > 0 each kept layer's output is matched to the teacher's output at its original position,
     weighted by `layer_scores` (one non-negative score per teacher layer, e.g. Fisher; normalised over the kept
-    layers; uniform when None). With both weights 0 it is plain next-item fine-tuning and the teacher never runs."""
+    layers; uniform when None). With both weights 0 it is plain next-item fine-tuning and the teacher never runs.
+
+    With `memo` (and no hidden matching) the teacher's item logits are memoised per training window, keyed by its
+    tokens: the teacher runs on a window's first batch only (the first epoch) and later epochs read its logits back
+    from CPU memory (windows x labels x n_items numbers in the logits' dtype), saving its forward pass on every later
+    step. Its cost is then counted once, in `teacher_flops`, instead of per step in `extra_flops_per_token`."""
 
     def __init__(self, teacher, temperature: float = 2.0, kd_weight: float = 1.0, hidden_weight: float = 0.0,
-                 layer_scores=None):
+                 layer_scores=None, memo: bool = False):
         if kd_weight < 0 or hidden_weight < 0:
             raise ValueError(f"loss weights must be non-negative, got kd_weight={kd_weight}, "
                              f"hidden_weight={hidden_weight}")
@@ -192,7 +197,10 @@ class DistillationLoss:
                              f"got shape {tuple(scores.shape)}")
         self.teacher = teacher.eval()
         self.taught = kd_weight > 0 or hidden_weight > 0  # else plain fine-tuning: the teacher never runs
-        self.extra_flops_per_token = flops_per_token(teacher.config) if self.taught else 0  # its forward pass
+        self.memo = {} if memo and self.taught and hidden_weight == 0 else None
+        self.teacher_forward = flops_per_token(teacher.config) if self.taught else 0
+        self.extra_flops_per_token = self.teacher_forward if self.memo is None else 0  # its forward pass, per step
+        self.teacher_flops = 0.0  # the memoised teacher's forward passes so far
         self.temperature, self.kd_weight, self.hidden_weight = temperature, kd_weight, hidden_weight
         self.scores = scores
 
@@ -203,7 +211,9 @@ class DistillationLoss:
         if max(kept) >= len(self.scores):
             raise ValueError(f"student keeps layers {kept} but the teacher has only {len(self.scores)} layers")
         teacher_states, student_states = {}, {}
-        if self.taught:
+        if self.memo is not None:
+            teacher_logits = self._memoised_logits(ids, attn)
+        elif self.taught:
             self.teacher.to(ids.device)
             with torch.no_grad(), _recording(self.teacher, teacher_states, self.hidden_weight > 0):
                 teacher_logits = item_logits(self.teacher, ids, attn)
@@ -220,20 +230,41 @@ class DistillationLoss:
                 attn.bool())
         return loss
 
+    def _memoised_logits(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """The teacher's item logits for a right-padded batch: read back per window, the whole batch computed (and
+        its windows stored) when any window is new. Padding positions hold zeros (no label reads them)."""
+        lengths = attn.sum(1).tolist()
+        keys = [tuple(row[:n].tolist()) for row, n in zip(ids, lengths)]
+        if not all(key in self.memo for key in keys):
+            self.teacher.to(ids.device)
+            with torch.no_grad():
+                logits = item_logits(self.teacher, ids, attn)
+            self.teacher_flops += self.teacher_forward * sum(lengths)  # per used token, as train counts a step
+            for key, row, n in zip(keys, logits, lengths):
+                self.memo.setdefault(key, row[:n].to("cpu", copy=True))
+        first = self.memo[keys[0]]
+        out = torch.zeros((*ids.shape, first.shape[-1]), dtype=first.dtype)
+        for i, (key, n) in enumerate(zip(keys, lengths)):
+            out[i, :n] = self.memo[key]
+        return out.to(ids.device)
+
 
 def heal(compact, teacher, data: SequenceData, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
          bridge_rank: int | None = None, temperature: float = 2.0, kd_weight: float = 1.0,
          hidden_weight: float = 0.0, layer_scores=None, seed: int = 0, checkpointing: bool = False,
-         **train) -> tuple[PeftModel, pd.DataFrame]:
+         memo_teacher: bool = True, **train) -> tuple[PeftModel, pd.DataFrame]:
     """Attach adapters to `compact` (in place) and train them with DistillationLoss from `teacher` through
     lwadapter.train.train_recommender (`train`: epochs, lr, batch_size, patience, ...; early stopping on validation
     NDCG@10, best adapter weights restored); `checkpointing` recomputes the student's layer activations in the
-    backward pass (models.activation_checkpointing). Returns the PeftModel and its learning curve."""
+    backward pass (models.activation_checkpointing); `memo_teacher` runs the teacher once per training window
+    (DistillationLoss memo; its FLOPs, all spent in the first epoch, added to every row of the curve's cumulative
+    flops). Returns the PeftModel and its learning curve."""
     set_seed(seed)
     model = attach_adapters(compact, rank, alpha, dropout, bridge_rank)
-    loss_fn = DistillationLoss(teacher, temperature, kd_weight, hidden_weight, layer_scores)
+    loss_fn = DistillationLoss(teacher, temperature, kd_weight, hidden_weight, layer_scores, memo=memo_teacher)
     with activation_checkpointing(model, checkpointing):
         history = train_recommender(model, data, seed=seed, loss_fn=loss_fn, **train)
+    history["flops"] += loss_fn.teacher_flops
     return model, history
 
 

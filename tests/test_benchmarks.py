@@ -41,6 +41,14 @@ def test_llm_speed_section_states_the_cpu_the_passes_and_the_ratios(tmp_path):
     assert "| after / before | 2.50x | 2.50x |" in text
     assert "m: healing step 5 -> 12 tokens/s (2.50x); compact forward (2 of 4 layers): 1.90x measured / 2.00x" in text
     assert benchmarks.llm_speed(tmp_path / "none") == "not measured yet: run `make benchmark-llm`."
+    memo = dict(model="m", stage="healing step (2 layers, LoRA r8 + KD)", lever="+ teacher logits memoised",
+                tokens_per_s=30.0)
+    pd.DataFrame(rows[:-1] + [memo, rows[-1]]).to_csv(tmp_path / "llm_speed_memo.csv", index=False)
+    (tmp_path / "llm_speed_memo.json").write_text((tmp_path / "llm_speed.json").read_text())
+    assert ("m: healing step 5 -> 12 tokens/s (2.50x), 30 with the teacher's logits memoised (every epoch after the "
+            "first; 2.40x); compact" in benchmarks.llm_speed(tmp_path))
+    for name in ("llm_speed_memo.csv", "llm_speed_memo.json"):
+        (tmp_path / name).unlink()
     (tmp_path / "llm_speed_avx2.csv").write_text((tmp_path / "llm_speed.csv").read_text())  # another machine's run
     (tmp_path / "llm_speed_avx2.json").write_text(json.dumps({"config": {
         "cpu": "Other CPU", "threads": 2, "command": "python -m lwadapter.bench.llm_speed --out llm_speed_avx2",

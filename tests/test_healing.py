@@ -17,7 +17,8 @@ from lwadapter.evaluate import history_batch, score_histories
 from lwadapter.healing import (
     DistillationLoss, adapter_size, add_bridges, attach_adapters, distillation_loss, gap_positions, heal,
     heal_or_load, hidden_matching_loss, load_adapter, merged, save_adapter)
-from lwadapter.models import decoder_layers
+from lwadapter.models import decoder_layers, special_tokens
+from lwadapter.sequences import collate, training_examples
 from lwadapter.train import Trained, next_item_loss, train_recommender
 from tests.synthetic import cyclic_data, tiny
 
@@ -133,6 +134,34 @@ def test_without_distillation_the_teacher_never_runs_and_costs_nothing(teacher, 
     monkeypatch.setattr(teacher, "forward", lambda *args, **kwargs: pytest.fail("the teacher ran"))
     assert plain(compact, batch).item() == pytest.approx(next_item_loss(compact, batch).item(), abs=1e-6)
     assert plain.extra_flops_per_token == 0 and DistillationLoss(compact).extra_flops_per_token > 0
+
+
+def test_memoised_teacher_runs_once_per_window_and_gives_the_live_loss(teacher, data, monkeypatch):
+    """The memo computes a batch's teacher logits the first time (the live loss, exactly), then reads them back for
+    any batch of the same windows, also regrouped with other padding, and counts the teacher's FLOPs once."""
+    compact = compact_model(teacher, KEEP)
+    examples = training_examples(data, 20)
+    first = collate(examples[:8], *special_tokens(teacher))
+    regrouped = collate(examples[6:8] + examples[:3], *special_tokens(teacher))
+    live, memo = DistillationLoss(teacher), DistillationLoss(teacher, memo=True)
+    live_first = live(compact, first).item()
+    assert memo(compact, first).item() == live_first
+    assert memo.extra_flops_per_token == 0 < live.extra_flops_per_token
+    assert memo.teacher_flops == live.extra_flops_per_token * int(first["attention_mask"].sum())
+    expected = live(compact, regrouped).item()
+    monkeypatch.setattr(teacher, "forward", lambda *args, **kwargs: pytest.fail("the teacher ran again"))
+    assert memo(compact, first).item() == live_first
+    assert memo(compact, regrouped).item() == pytest.approx(expected, rel=1e-5)
+    assert DistillationLoss(teacher, hidden_weight=1.0, memo=True).memo is None  # hidden states are not memoised
+
+
+def test_memoised_healing_follows_the_live_curve_and_counts_the_teacher_once(teacher, data):
+    runs = {memo: heal(compact_model(teacher, KEEP), teacher, data, rank=4, epochs=3, lr=1e-2, memo_teacher=memo,
+                       **FAST)[1] for memo in (False, True)}
+    pd.testing.assert_frame_equal(runs[True].drop(columns="flops"), runs[False].drop(columns="flops"), rtol=1e-4)
+    teacher_epoch = DistillationLoss(teacher).extra_flops_per_token * runs[False]["tokens"].iloc[0]
+    saved = (runs[False]["epoch"] - 1) * teacher_epoch  # the teacher's forward passes after the first epoch
+    assert runs[True]["flops"].tolist() == pytest.approx((runs[False]["flops"] - saved).tolist(), rel=1e-9)
 
 
 def test_layer_scores_must_match_the_teacher(teacher):

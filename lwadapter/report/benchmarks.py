@@ -43,10 +43,14 @@ def _llm_speed(path) -> str:
     out.loc[len(out)] = ["after / before", *[f"{ratio[col]:.2f}x" for col in out.columns[1:]]]
     extra = []
     for model in models:
-        heal = table[(table["model"] == model) & table["stage"].str.startswith("healing")]["tokens_per_s"].to_numpy()
+        healing = table[(table["model"] == model) & table["stage"].str.startswith("healing")]
+        memoised = healing["lever"].str.contains("memoised")
+        heal, memo = healing[~memoised]["tokens_per_s"].to_numpy(), healing[memoised]["tokens_per_s"].to_numpy()
         compact = table[(table["model"] == model) & table["stage"].str.startswith("compact")].iloc[0]
-        extra.append(f"{model}: healing step {heal[0]:.0f} -> {heal[-1]:.0f} tokens/s ({heal[-1] / heal[0]:.2f}x); "
-                     f"{compact['stage']}: {compact['speedup']:.2f}x measured / {compact['ideal_speedup']:.2f}x "
+        extra.append(f"{model}: healing step {heal[0]:.0f} -> {heal[-1]:.0f} tokens/s ({heal[-1] / heal[0]:.2f}x)"
+                     + "".join(f", {m:.0f} with the teacher's logits memoised (every epoch after the first; "
+                               f"{m / heal[-1]:.2f}x)" for m in memo) +
+                     f"; {compact['stage']}: {compact['speedup']:.2f}x measured / {compact['ideal_speedup']:.2f}x "
                      "FLOP-ideal")
     padding = rows.groupby("lever", sort=False)["padding_share"].first()
     return (f"Measured on {_cpu(info)}, {info['threads']} threads (`{info['command'].strip()}`): "

@@ -205,10 +205,14 @@ def depth_pairs(archs, depths, layers: int, baseline_layers: int, control_layers
     return pairs
 
 
-def paired_tests(per_user: dict, pairs, metric: str = "ndcg@10", seed: int = 0) -> pd.DataFrame:
-    """Paired difference, bootstrap interval and permutation p-value of `metric` for each (model, versus) pair."""
-    return pd.DataFrame([{"model": a, "versus": b, **paired_test(per_user[a][metric], per_user[b][metric], seed=seed)}
-                         for a, b in pairs])
+def write_paired_tests(folders: RunFolders, per_user: dict, pairs, metric: str = "ndcg@10",
+                       seed: int = 0) -> pd.DataFrame:
+    """Paired difference, bootstrap interval and permutation p-value of `metric` for each (model, versus) pair,
+    written to base_tests.csv in the set's results folder."""
+    tests = pd.DataFrame([{"model": a, "versus": b, **paired_test(per_user[a][metric], per_user[b][metric], seed=seed)}
+                          for a, b in pairs])
+    write_csv(folders.results / "base_tests.csv", tests)
+    return tests
 
 
 def read_base_models(folders: RunFolders) -> dict:
