@@ -94,19 +94,22 @@ def test_the_test_time_benchmark_times_make_test_in_a_fresh_clone_beside_the_che
 
     def run(args, cwd=None, env=None, **kwargs):
         calls.append((args, cwd, env))
-        out = "x\n======= 407 passed, 1 warning in 2756.14s (0:45:56) =======\n" if args == ["make", "test"] else "abc\n"
-        return SimpleNamespace(stdout=out, returncode=0)
+        out = ("x\nFAILED tests/test_a.py::test_b - AssertionError\n======= 1 failed, 406 passed, 1 warning in 2756.14s "
+               "(0:45:56) =======\n") if args == ["make", "test"] else "abc\n"
+        return SimpleNamespace(stdout=out, stderr="", returncode=0)
 
     monkeypatch.setattr(test_time.subprocess, "run", run)
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
-    row = test_time.time_make_test(root)
+    row = test_time.time_make_test(root, tmp_path / "build" / "test_time.log")
     (clone_args, _, _), (make_args, cwd, env) = calls[1], calls[2]
     assert clone_args[:3] == ["git", "clone", "--quiet"] and Path(cwd).parent == tmp_path and cwd.name != "repo"
     assert make_args == ["make", "test"] and "PYTHONPATH" not in env and not cwd.exists()  # clone removed
-    assert row["summary"] == "407 passed, 1 warning" and row["commit"] == "abc" and row["exit_code"] == 0
+    assert row["summary"] == "1 failed, 406 passed, 1 warning" and row["commit"] == "abc" and row["exit_code"] == 0
+    log = (tmp_path / "build" / "test_time.log").read_text()
+    assert test_time.failures(log) == "FAILED tests/test_a.py::test_b - AssertionError"
     assert test_time.pytest_summary("make: *** [setup] Error 1") == "no pytest summary (setup failed?)"
     pd.DataFrame([{**row, "cpu": "Test CPU", "date": "2026-12-07", "minutes": 47.2}]).to_csv(
         tmp_path / "test_time.csv", index=False)
     text = benchmarks.test_time(tmp_path)
-    assert "| Test CPU | 2026-12-07 | abc | 47 | 407 passed, 1 warning |" in text
+    assert "| Test CPU | 2026-12-07 | abc | 47 | 1 failed, 406 passed, 1 warning |" in text
     assert benchmarks.test_time(tmp_path / "none") == ""
