@@ -57,6 +57,10 @@ def test_a_rerun_within_the_noise_passes_and_one_beyond_it_fails(noise, tmp_path
     for changed in ({"params": 999}, {"route": "pretrained"}):
         report = reexecution.compare_runs(committed, run(tmp_path / "det", 0, **changed), noise)
         assert report.set_index("column").loc[list(changed)[0], "observed"] == 8 and not report["ok"].all()
+    steady = reexecution.training_noise([run(tmp_path / f"steady{s}", s, stop_reason="patience") for s in range(3)])
+    flipped = run(tmp_path / "flipped", 0, stop_reason=["patience"] * 3 + ["cap"] + ["patience"] * 4)  # 2 rows differ
+    assert reexecution.compare_runs(committed, flipped, steady)["ok"].all()
+    assert "stop_reason" not in set(reexecution.compare_runs(committed, flipped, steady)["column"])
     missing = reexecution.compare_runs(committed, run(tmp_path / "nan", 0, **{"ndcg@10": float("nan")}), noise)
     assert not missing.set_index("column").loc["ndcg@10", "ok"]  # the seeds never lose a value here
     fewer = tmp_path / "fewer"
