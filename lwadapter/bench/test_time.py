@@ -1,10 +1,10 @@
 """The wall time of what CI runs: `make test` in a fresh clone of this checkout's HEAD, with an empty model cache.
 
 `python -m lwadapter.bench.test_time` (`make benchmark-test`) clones HEAD beside the checkout (so that ../shared
-resolves as it does in CI), runs `make test` there (its own .venv, every model trained), keeps what it printed in build/test_time.log (the failures' summary is
-also printed), removes the clone and appends a row (CPU, commit, date, minutes, exit code, pytest's summary) to
-results/benchmarks/test_time.csv. A benchmark, never a test: it takes as long as CI (45-50 minutes on 2 cores), so
-nothing else should run beside it.
+resolves as it does in CI), runs `make test` there (its own .venv, every model trained), keeps what it printed in
+build/test_time.log (and prints the failures' summary), removes the clone and appends a row (CPU, commit, date,
+minutes, exit code, pytest's summary) to results/benchmarks/test_time.csv. A benchmark, never a test: it takes as
+long as CI (45-50 minutes on 2 cores), so nothing else should run beside it.
 """
 
 import datetime
